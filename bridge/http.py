@@ -1,0 +1,279 @@
+"""The one HTTP layer every connector sends through: client defaults, response classes, retries.
+
+- :func:`build_client` makes the ``httpx.Client`` for a source: timeouts, TLS verification on,
+  ``User-Agent: sla-bridge/<version>``, and an injectable transport so tests never leave the
+  machine.
+- :func:`classify_response` sorts a response once into ok, retriable or fatal (the Singer SDK's
+  ``validate_response`` idea), raising the matching error from :mod:`bridge.errors`.
+- :class:`SourceClient` sends requests under one bounded tenacity policy: 429, 5xx and timeouts
+  are retried; ``Retry-After`` (seconds, an HTTP date, or 0) is honoured exactly, exponential
+  backoff with jitter otherwise; attempts and the total wait are both bounded. When the vendor
+  asks for a longer wait than the bound allows, the source stops at once with :class:`RetryLater`
+  saying when to come back, rather than sleeping through a cron slot.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+
+from bridge import __version__
+from bridge.config import HttpConfig
+from bridge.credentials import redact
+from bridge.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    NotFound,
+    PermissionDenied,
+    RetriableSourceError,
+    RetryLater,
+)
+
+__all__ = [
+    "USER_AGENT",
+    "RetryPolicy",
+    "SourceClient",
+    "build_client",
+    "classify_response",
+    "parse_retry_after",
+]
+
+USER_AGENT = f"sla-bridge/{__version__}"
+log = logging.getLogger("sla_bridge.http")
+
+_NOT_RETRIED_5XX = {501, 505}  # "not implemented" and "version not supported" will not heal
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long one request may keep trying. ``sleep`` and ``clock`` are injectable for tests."""
+
+    max_attempts: int = 5
+    max_wait: float = 120.0  # seconds of waiting, summed over the retries of one request
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    sleep: Callable[[float], None] = field(default=lambda seconds: time.sleep(seconds), compare=False)
+    clock: Callable[[], datetime] = field(default=_utcnow, compare=False)
+
+    @classmethod
+    def from_config(cls, http: HttpConfig, **overrides: Any) -> RetryPolicy:
+        return cls(max_attempts=http.max_attempts, max_wait=float(http.max_wait), **overrides)
+
+
+def build_client(
+    base_url: str,
+    *,
+    http: HttpConfig,
+    auth: httpx.Auth | None = None,
+    transport: httpx.BaseTransport | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Client:
+    """The client for one source. Pass ``transport`` (respx, a sandbox) in tests."""
+    return httpx.Client(
+        base_url=base_url,
+        auth=auth,
+        transport=transport,
+        timeout=httpx.Timeout(float(http.timeout)),
+        verify=http.ca_bundle or True,
+        follow_redirects=False,  # a redirect usually means a wrong base URL; say so, do not follow
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
+    )
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _vendor_says(response: httpx.Response) -> str:
+    """A short, redacted excerpt of what the vendor put in the error body."""
+    try:
+        body: Any = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = response.text
+    if isinstance(body, dict):
+        parts = []
+        for key in ("error", "title", "description", "detail", "message", "errorMessages", "errors"):
+            value = body.get(key)
+            if value:
+                parts.append(value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+        text = "; ".join(parts) if parts else json.dumps(body, sort_keys=True)
+    else:
+        text = str(body)
+    text = " ".join(text.split())
+    return redact(text[:300] + ("..." if len(text) > 300 else ""))
+
+
+def classify_response(
+    response: httpx.Response, *, source: str, now: datetime | None = None, accept: tuple[int, ...] = ()
+) -> httpx.Response:
+    """Return ``response`` when usable; raise the error class its status calls for otherwise."""
+    status = response.status_code
+    if status < 300 or status in accept:
+        return response
+    request = response.request
+    what = f"{request.method} {request.url.copy_with(query=None)}"
+    said = _vendor_says(response)
+    reason = f"{status} {response.reason_phrase}".strip()
+    if status == 429 or (status >= 500 and status not in _NOT_RETRIED_5XX):
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now or _utcnow())
+        raise RetriableSourceError(
+            f"{what} answered {reason}" + (f": {said}" if said else ""),
+            source=source,
+            status=status,
+            retry_after=retry_after,
+        )
+    if status == 401:
+        raise AuthenticationFailed(
+            f"the credentials were refused ({reason}) on {what}: check sources.{source}.auth and that the "
+            f"secret is current (tokens expire and can be revoked). The vendor said: {said or 'nothing'}",
+            source=source,
+            status=status,
+        )
+    if status == 403:
+        raise PermissionDenied(
+            f"the account may not do this ({reason}) on {what}: give it the role or scope it needs. "
+            f"The vendor said: {said or 'nothing'}",
+            source=source,
+            status=status,
+        )
+    if status == 404:
+        raise NotFound(
+            f"{what} was not found ({reason}): check sources.{source}.url, or the record is gone. "
+            f"The vendor said: {said or 'nothing'}",
+            source=source,
+            status=status,
+        )
+    if 300 <= status < 400:
+        location = response.headers.get("Location", "?")
+        raise BadRequest(
+            f"{what} was redirected ({reason}) to {location}: check sources.{source}.url",
+            source=source,
+            status=status,
+        )
+    raise BadRequest(
+        f"{what} was refused ({reason}). The vendor said: {said or 'nothing'}", source=source, status=status
+    )
+
+
+class SourceClient:
+    """Sends a source's requests under the retry policy, and counts them for the run record."""
+
+    def __init__(self, source: str, client: httpx.Client, policy: RetryPolicy | None = None) -> None:
+        self.source = source
+        self.client = client
+        self.policy = policy or RetryPolicy()
+        self.requests_made = 0
+        self._backoff = wait_exponential_jitter(initial=self.policy.backoff_initial, max=self.policy.backoff_max)
+
+    def request(self, method: str, url: str, *, accept: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
+        """Send, retrying what may be retried; the response is 2xx or one of ``accept``."""
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetriableSourceError),
+            wait=self._wait,
+            stop=self._stop,
+            sleep=self.policy.sleep,
+            before_sleep=self._log_retry,
+            retry_error_callback=self._give_up,
+        )
+        return retrying(self._send_once, method, url, accept, kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def get_json(self, url: str, **kwargs: Any) -> Any:
+        response = self.get(url, **kwargs)
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RetriableSourceError(
+                f"GET {response.request.url.copy_with(query=None)} answered {response.status_code} with a body "
+                "that is not JSON",
+                source=self.source,
+                status=response.status_code,
+            ) from None
+
+    def _send_once(self, method: str, url: str, accept: tuple[int, ...], kwargs: dict[str, Any]) -> httpx.Response:
+        self.requests_made += 1
+        try:
+            response = self.client.request(method, url, **kwargs)
+        except httpx.TimeoutException as error:
+            raise RetriableSourceError(
+                f"{method} {url} timed out ({type(error).__name__})", source=self.source
+            ) from None
+        except httpx.TransportError as error:
+            raise RetriableSourceError(
+                f"{method} {url} could not be sent: {redact(str(error)) or type(error).__name__}",
+                source=self.source,
+            ) from None
+        log.debug("%s %s -> %s", method, response.request.url.copy_with(query=None), response.status_code)
+        return classify_response(response, source=self.source, now=self.policy.clock(), accept=accept)
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RetriableSourceError) and error.retry_after is not None:
+            return error.retry_after
+        return float(self._backoff(state))
+
+    def _stop(self, state: RetryCallState) -> bool:
+        if state.attempt_number >= self.policy.max_attempts:
+            return True
+        return state.idle_for + state.upcoming_sleep > self.policy.max_wait
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "source %r: %s; retry %d of %d in %.1fs",
+            self.source,
+            getattr(error, "args", ["?"])[0],
+            state.attempt_number,
+            self.policy.max_attempts - 1,
+            state.upcoming_sleep,
+        )
+
+    def _give_up(self, state: RetryCallState) -> httpx.Response:
+        error = state.outcome.exception() if state.outcome else None
+        assert isinstance(error, RetriableSourceError)
+        detail = str(error.args[0]).removeprefix(f"source {self.source!r}: ")
+        if state.attempt_number < self.policy.max_attempts and error.retry_after is not None:
+            not_before = self.policy.clock() + timedelta(seconds=error.retry_after)
+            raise RetryLater(
+                f"{detail}; the vendor asks to wait {error.retry_after:.0f}s, more than the retry bound "
+                f"(http.max_wait = {self.policy.max_wait:.0f}s). Stopped this source; retry after "
+                f"{not_before.strftime('%Y-%m-%d %H:%M:%S')} UTC (the next run resumes from the saved cursor)",
+                source=self.source,
+                status=error.status,
+                not_before=not_before,
+            ) from None
+        raise RetryLater(
+            f"{detail}; gave up after {state.attempt_number} attempt(s) and {state.idle_for:.0f}s of waiting "
+            "(http.max_attempts, http.max_wait). Stopped this source; the next run resumes from the saved cursor",
+            source=self.source,
+            status=error.status,
+        ) from None

@@ -1,0 +1,159 @@
+"""The normalised model every connector maps its helpdesk onto, and the evaluator reads.
+
+Plain dataclasses (the evaluator walks millions of them); pydantic stays at the edges. Every
+instant is timezone-aware UTC: :func:`as_utc` refuses naive datetimes rather than guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+__all__ = [
+    "CANONICAL_STATUSES",
+    "EVENT_KINDS",
+    "PRIORITIES",
+    "Note",
+    "Page",
+    "QuarantinedRecord",
+    "Ticket",
+    "TicketEvent",
+    "WritebackPlan",
+    "as_utc",
+    "from_iso",
+    "to_iso",
+]
+
+CANONICAL_STATUSES = (
+    "new",
+    "open",
+    "waiting_customer",
+    "waiting_third_party",
+    "on_hold",
+    "resolved",
+    "closed",
+    "canceled",
+    "deleted",
+)
+PRIORITIES = ("p1", "p2", "p3", "p4", "p5")
+EVENT_KINDS = ("status", "priority", "agent_reply", "customer_reply")
+
+EventKind = Literal["status", "priority", "agent_reply", "customer_reply"]
+
+
+def as_utc(moment: datetime) -> datetime:
+    """The same instant in UTC; a naive datetime is a bug upstream, so it is refused."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment.isoformat()}: every instant must carry a time zone")
+    return moment.astimezone(timezone.utc)
+
+
+def to_iso(moment: datetime) -> str:
+    """Fixed-width ISO-8601 UTC with milliseconds, so text order is time order in SQL."""
+    moment = as_utc(moment)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def from_iso(text: str) -> datetime:
+    """Parse an ISO-8601 instant with an offset (``Z`` accepted); naive text is refused."""
+    return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One ticket in the shape every helpdesk maps onto (see DESIGN.md, "The normalised model")."""
+
+    source: str
+    system: str
+    external_id: str
+    key: str
+    title: str
+    status: str
+    status_raw: str
+    created_at: datetime
+    updated_at: datetime
+    url: str = ""
+    priority: str | None = None
+    priority_raw: str | None = None
+    customer: str | None = None
+    requester: str | None = None
+    assignee: str | None = None
+    group: str | None = None
+    service: str | None = None
+    type: str | None = None
+    resolved_at: datetime | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    version: str | None = None  # the remote stamp that optimistic-concurrency writes send back
+
+    @property
+    def id(self) -> str:
+        return f"{self.source}:{self.external_id}"
+
+
+@dataclass(slots=True)
+class TicketEvent:
+    """One thing in a ticket's history that moves a clock.
+
+    ``event_id`` is stable across pulls (the vendor's audit or comment id), so re-reading an
+    overlapping page upserts instead of duplicating. ``status`` and ``priority`` events carry
+    canonical ``from_value``/``to_value`` (raw values when unmapped); replies carry neither.
+    """
+
+    ticket_id: str
+    event_id: str
+    kind: EventKind
+    at: datetime
+    from_value: str | None = None
+    to_value: str | None = None
+    author: str | None = None
+
+
+@dataclass(slots=True)
+class QuarantinedRecord:
+    """A raw record that could not be normalised, kept with the reason so nothing is lost."""
+
+    source: str
+    record_id: str
+    reason: str
+    raw: Any
+
+
+@dataclass(slots=True)
+class Page:
+    """One page of a pull: what to store, and the cursor that resumes after it.
+
+    The store commits the records and ``cursor`` in one transaction, so a crash repeats a page
+    at worst and never skips one.
+    """
+
+    tickets: list[Ticket]
+    events: list[TicketEvent]
+    cursor: str | None
+    quarantined: list[QuarantinedRecord] = field(default_factory=list)
+    stream: str = "tickets"
+    done: bool = False  # the source says there is nothing after this page for now
+
+
+@dataclass(slots=True)
+class Note:
+    """An internal note; ``marker`` is stable per (ticket, metric, cycle) so it is posted once."""
+
+    marker: str
+    body: str
+
+
+@dataclass(slots=True)
+class WritebackPlan:
+    """What to change on one source ticket: only the difference from what was last pushed."""
+
+    ticket_id: str
+    external_id: str
+    expected_version: str | None = None
+    set_fields: dict[str, Any] = field(default_factory=dict)
+    add_tags: list[str] = field(default_factory=list)
+    remove_tags: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.set_fields or self.add_tags or self.remove_tags or self.notes)

@@ -1,0 +1,408 @@
+"""The local SQLite store: normalised tickets, their history, clocks, write-back journal, runs.
+
+Rules it keeps (DESIGN.md, "The store"):
+
+- A page of records and the cursor that follows it are committed in one transaction, so a crash
+  can repeat a page but never skip one.
+- Upserts by primary key, so re-reading overlapping pages is harmless.
+- Schema changes are named migrations (``sqlite_utils.Migrations``), applied on open.
+- WAL mode; the file is created readable by its owner only; secrets are never stored (every text
+  that could carry one passes through :func:`bridge.credentials.redact`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from bridge.credentials import redact
+from bridge.errors import StoreError
+from bridge.model import Page, QuarantinedRecord, Ticket, TicketEvent, from_iso, to_iso
+
+__all__ = ["PageCounts", "Store", "migrations"]
+
+migrations = Migrations("sla-bridge")
+
+
+@migrations(name="0001_initial_schema")
+def _initial_schema(db: sqlite_utils.Database) -> None:
+    db["tickets"].create(
+        {
+            "id": str,
+            "source": str,
+            "system": str,
+            "external_id": str,
+            "key": str,
+            "url": str,
+            "title": str,
+            "status": str,
+            "status_raw": str,
+            "priority": str,
+            "priority_raw": str,
+            "customer": str,
+            "requester": str,
+            "assignee": str,
+            "group": str,
+            "service": str,
+            "type": str,
+            "created_at": str,
+            "updated_at": str,
+            "resolved_at": str,
+            "fields": str,
+            "version": str,
+            "pulled_at": str,
+        },
+        pk="id",
+        not_null={"source", "system", "external_id", "status", "created_at", "updated_at"},
+    )
+    db["tickets"].create_index(["source", "updated_at"])
+    db["tickets"].create_index(["customer"])
+    db["ticket_events"].create(
+        {
+            "ticket_id": str,
+            "event_id": str,
+            "kind": str,
+            "at": str,
+            "from_value": str,
+            "to_value": str,
+            "author": str,
+        },
+        pk=("ticket_id", "event_id"),
+        not_null={"kind", "at"},
+    )
+    db["ticket_events"].create_index(["ticket_id", "at"])
+    db["sla_clocks"].create(
+        {
+            "ticket_id": str,
+            "metric": str,
+            "cycle": int,
+            "policy": str,
+            "policy_version": str,
+            "state": str,
+            "target_seconds": int,
+            "elapsed_seconds": int,
+            "paused_seconds": int,
+            "started_at": str,
+            "stopped_at": str,
+            "due_at": str,
+            "breached_at": str,
+            "at_risk": int,
+            "evaluated_at": str,
+        },
+        pk=("ticket_id", "metric", "cycle"),
+    )
+    db["sla_clocks"].create_index(["state"])
+    db["credits"].create(
+        {
+            "id": str,
+            "customer": str,
+            "period": str,
+            "kind": str,
+            "ticket_id": str,
+            "metric": str,
+            "cycle": int,
+            "policy": str,
+            "percent": float,
+            "amount": float,
+            "currency": str,
+            "reason": str,
+            "computed_at": str,
+        },
+        pk="id",
+    )
+    db["credits"].create_index(["customer", "period"])
+    db["writebacks"].create(
+        {
+            "ticket_id": str,
+            "item": str,
+            "value": str,
+            "state": str,
+            "run_id": int,
+            "updated_at": str,
+        },
+        pk=("ticket_id", "item"),
+    )
+    db["sync_state"].create(
+        {"source": str, "stream": str, "cursor": str, "updated_at": str},
+        pk=("source", "stream"),
+    )
+    db["runs"].create(
+        {
+            "id": int,
+            "command": str,
+            "started_at": str,
+            "finished_at": str,
+            "status": str,
+            "exit_code": int,
+            "pid": int,
+            "sources": str,
+            "error": str,
+        },
+        pk="id",
+    )
+    db["quarantine"].create(
+        {
+            "source": str,
+            "record_id": str,
+            "reason": str,
+            "raw": str,
+            "first_seen": str,
+            "last_seen": str,
+            "times": int,
+        },
+        pk=("source", "record_id"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PageCounts:
+    tickets: int
+    events: int
+    quarantined: int
+
+
+def _now() -> str:
+    return to_iso(datetime.now(timezone.utc))
+
+
+class Store:
+    """One SQLite file. Open it with :meth:`open`; it is migrated on the way in."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path | None) -> None:
+        self.db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        """Open (creating owner-only if new) and migrate the store at ``path``."""
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(target)
+            connection = sqlite3.connect(str(target), timeout=30, isolation_level=None)
+        except (OSError, sqlite3.Error) as error:
+            raise StoreError(f"cannot open the store at {target}: {error}") from None
+        try:
+            store = cls(sqlite_utils.Database(connection), target)
+            store._prepare()
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            raise StoreError(f"{target} is not a usable sla-bridge store: {error}") from None
+        return store
+
+    @classmethod
+    def memory(cls) -> Store:
+        store = cls(sqlite_utils.Database(memory=True), None)
+        store._prepare()
+        return store
+
+    def _prepare(self) -> None:
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        if self.path is not None:
+            self.db.enable_wal()
+        migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- pulling --------------------------------------------------------------------------
+
+    def save_page(self, source: str, page: Page) -> PageCounts:
+        """Upsert a page's records and move the source's cursor, all or nothing."""
+        pulled_at = _now()
+        with self.db.atomic():
+            if page.tickets:
+                self.db["tickets"].upsert_all((_ticket_row(t, pulled_at) for t in page.tickets), pk="id")
+            if page.events:
+                self.db["ticket_events"].upsert_all(
+                    (_event_row(e) for e in page.events), pk=("ticket_id", "event_id")
+                )
+            for record in page.quarantined:
+                self._quarantine(record, pulled_at)
+            self._write_cursor(source, page.stream, page.cursor, pulled_at)
+        return PageCounts(len(page.tickets), len(page.events), len(page.quarantined))
+
+    def _write_cursor(self, source: str, stream: str, cursor: str | None, at: str) -> None:
+        self.db["sync_state"].upsert(
+            {"source": source, "stream": stream, "cursor": cursor, "updated_at": at}, pk=("source", "stream")
+        )
+
+    def cursor(self, source: str, stream: str = "tickets") -> str | None:
+        row = self.db.execute(
+            "select cursor from sync_state where source = ? and stream = ?", [source, stream]
+        ).fetchone()
+        return row[0] if row else None
+
+    def _quarantine(self, record: QuarantinedRecord, at: str) -> None:
+        existing = self.db.execute(
+            "select first_seen, times from quarantine where source = ? and record_id = ?",
+            [record.source, record.record_id],
+        ).fetchone()
+        self.db["quarantine"].upsert(
+            {
+                "source": record.source,
+                "record_id": record.record_id,
+                "reason": redact(record.reason),
+                "raw": redact(json.dumps(record.raw, default=str, sort_keys=True)),
+                "first_seen": existing[0] if existing else at,
+                "last_seen": at,
+                "times": (existing[1] if existing else 0) + 1,
+            },
+            pk=("source", "record_id"),
+        )
+
+    # -- reading --------------------------------------------------------------------------
+
+    def ticket(self, ticket_id: str) -> Ticket | None:
+        rows = list(self.db["tickets"].rows_where("id = ?", [ticket_id]))
+        return _ticket_from_row(rows[0]) if rows else None
+
+    def events(self, ticket_id: str) -> list[TicketEvent]:
+        rows = self.db["ticket_events"].rows_where("ticket_id = ?", [ticket_id], order_by="at, event_id")
+        return [_event_from_row(row) for row in rows]
+
+    def count(self, table: str) -> int:
+        return self.db[table].count
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def start_run(self, command: str) -> int:
+        table = self.db["runs"]
+        table.insert({"command": command, "started_at": _now(), "status": "running", "pid": os.getpid()})
+        assert table.last_pk is not None
+        return int(table.last_pk)
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        exit_code: int,
+        sources: dict[str, dict[str, Any]] | None = None,
+        error: str | None = None,
+    ) -> None:
+        status = {0: "ok", 3: "partial"}.get(exit_code, "failed")
+        self.db["runs"].update(
+            run_id,
+            {
+                "finished_at": _now(),
+                "status": status,
+                "exit_code": exit_code,
+                "sources": redact(json.dumps(sources or {}, sort_keys=True, default=str)),
+                "error": redact(error) if error else None,
+            },
+        )
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self.db["runs"].rows_where(order_by="id desc", limit=limit)
+        return [{**row, "sources": json.loads(row["sources"] or "{}")} for row in rows]
+
+
+def _create_private(path: Path) -> None:
+    """Create the file owner-only before SQLite opens it; tighten an existing loose one."""
+    if str(path) == ":memory:":
+        return
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        mode = path.stat().st_mode
+        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            os.chmod(path, 0o600)
+        return
+    os.close(descriptor)
+
+
+def _iso_or_none(moment: datetime | None) -> str | None:
+    return to_iso(moment) if moment is not None else None
+
+
+def _ticket_row(ticket: Ticket, pulled_at: str) -> dict[str, Any]:
+    return {
+        "id": ticket.id,
+        "source": ticket.source,
+        "system": ticket.system,
+        "external_id": ticket.external_id,
+        "key": ticket.key,
+        "url": ticket.url,
+        "title": ticket.title,
+        "status": ticket.status,
+        "status_raw": ticket.status_raw,
+        "priority": ticket.priority,
+        "priority_raw": ticket.priority_raw,
+        "customer": ticket.customer,
+        "requester": ticket.requester,
+        "assignee": ticket.assignee,
+        "group": ticket.group,
+        "service": ticket.service,
+        "type": ticket.type,
+        "created_at": to_iso(ticket.created_at),
+        "updated_at": to_iso(ticket.updated_at),
+        "resolved_at": _iso_or_none(ticket.resolved_at),
+        "fields": json.dumps(ticket.fields, sort_keys=True, default=str),
+        "version": ticket.version,
+        "pulled_at": pulled_at,
+    }
+
+
+def _ticket_from_row(row: dict[str, Any]) -> Ticket:
+    return Ticket(
+        source=row["source"],
+        system=row["system"],
+        external_id=row["external_id"],
+        key=row["key"],
+        url=row["url"] or "",
+        title=row["title"] or "",
+        status=row["status"],
+        status_raw=row["status_raw"] or "",
+        priority=row["priority"],
+        priority_raw=row["priority_raw"],
+        customer=row["customer"],
+        requester=row["requester"],
+        assignee=row["assignee"],
+        group=row["group"],
+        service=row["service"],
+        type=row["type"],
+        created_at=from_iso(row["created_at"]),
+        updated_at=from_iso(row["updated_at"]),
+        resolved_at=from_iso(row["resolved_at"]) if row["resolved_at"] else None,
+        fields=json.loads(row["fields"] or "{}"),
+        version=row["version"],
+    )
+
+
+def _event_row(event: TicketEvent) -> dict[str, Any]:
+    return {
+        "ticket_id": event.ticket_id,
+        "event_id": event.event_id,
+        "kind": event.kind,
+        "at": to_iso(event.at),
+        "from_value": event.from_value,
+        "to_value": event.to_value,
+        "author": event.author,
+    }
+
+
+def _event_from_row(row: dict[str, Any]) -> TicketEvent:
+    return TicketEvent(
+        ticket_id=row["ticket_id"],
+        event_id=row["event_id"],
+        kind=row["kind"],
+        at=from_iso(row["at"]),
+        from_value=row["from_value"],
+        to_value=row["to_value"],
+        author=row["author"],
+    )
