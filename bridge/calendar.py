@@ -109,7 +109,7 @@ def parse_timezone(name: object) -> ZoneInfo:
             raise ZoneInfoNotFoundError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(name, sorted(_zone_names()), n=3, cutoff=0.6)
+        close = difflib.get_close_matches(name, sorted(_zone_names()), n=1, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; use an IANA name such as \"Europe/Berlin\""
         raise ValueError(f"unknown time zone {name!r}{hint}") from None
 

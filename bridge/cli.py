@@ -172,7 +172,7 @@ def _setup() -> AppState:
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @global_options
 def init(path: str | None, force: bool) -> None:
-    """Write a starter config that loads; refuses to overwrite without --force.
+    """Write a starter config that loads (never overwrites without --force).
 
     \b
     Example:
@@ -296,28 +296,36 @@ def _summarise(config: Config, state: AppState) -> dict[str, Any]:
 
 
 def _check_sources(config: Config, state: AppState) -> dict[str, dict[str, Any]]:
-    from connectors import open_connector  # the CLI is the edge that wires connectors in
-
     results: dict[str, dict[str, Any]] = {}
     with state.open_store() as store:
         run_id = store.start_run("check --online")
-        for name in config.sources:
-            connector = None
-            try:
-                connector = open_connector(config, name)
-                account = connector.check_credentials()
-                results[name] = {"ok": True, "account": account.account, "detail": account.detail}
-            except SourceError as error:
-                log.info("%s", error)
-                results[name] = {"ok": False, "error": str(error), "error_class": type(error).__name__}
-            finally:
-                requests = connector.http.requests_made if connector else 0
-                results[name]["requests"] = requests
-                if connector:
-                    connector.http.client.close()
+        try:
+            for name in config.sources:
+                results[name] = _check_one_source(config, name)
+        except BaseException as error:  # record the crash, then let the CLI report it
+            store.finish_run(run_id, exit_code=EXIT_FAILURE, sources=results, error=f"{type(error).__name__}: {error}")
+            raise
         failed = sum(1 for result in results.values() if not result["ok"])
         store.finish_run(run_id, exit_code=EXIT_PARTIAL if failed else EXIT_OK, sources=results)
     return results
+
+
+def _check_one_source(config: Config, name: str) -> dict[str, Any]:
+    from connectors import open_connector  # the CLI is the edge that wires connectors in
+
+    connector = None
+    try:
+        connector = open_connector(config, name)
+        account = connector.check_credentials()
+        result: dict[str, Any] = {"ok": True, "account": account.account, "detail": account.detail}
+    except SourceError as error:
+        log.info("%s", error)
+        result = {"ok": False, "error": str(error), "error_class": type(error).__name__}
+    finally:
+        if connector:
+            connector.http.client.close()
+    result["requests"] = connector.http.requests_made if connector else 0
+    return result
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

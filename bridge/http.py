@@ -192,8 +192,13 @@ class SourceClient:
         self.requests_made = 0
         self._backoff = wait_exponential_jitter(initial=self.policy.backoff_initial, max=self.policy.backoff_max)
 
-    def request(self, method: str, url: str, *, accept: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
-        """Send, retrying what may be retried; the response is 2xx or one of ``accept``."""
+    def request(
+        self, method: str, url: str, *, accept: tuple[int, ...] = (), json_body: bool = False, **kwargs: Any
+    ) -> Any:
+        """Send, retrying what may be retried; the response is 2xx or one of ``accept``.
+
+        With ``json_body=True`` the decoded JSON body is returned instead of the response.
+        """
         retrying = Retrying(
             retry=retry_if_exception_type(RetriableSourceError),
             wait=self._wait,
@@ -202,24 +207,18 @@ class SourceClient:
             before_sleep=self._log_retry,
             retry_error_callback=self._give_up,
         )
-        return retrying(self._send_once, method, url, accept, kwargs)
+        return retrying(self._send_once, method, url, accept, json_body, kwargs)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", url, **kwargs)
 
     def get_json(self, url: str, **kwargs: Any) -> Any:
-        response = self.get(url, **kwargs)
-        try:
-            return response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise RetriableSourceError(
-                f"GET {response.request.url.copy_with(query=None)} answered {response.status_code} with a body "
-                "that is not JSON",
-                source=self.source,
-                status=response.status_code,
-            ) from None
+        """GET and decode JSON; a body that is not JSON (a truncated page) is retried like a 5xx."""
+        return self.request("GET", url, json_body=True, **kwargs)
 
-    def _send_once(self, method: str, url: str, accept: tuple[int, ...], kwargs: dict[str, Any]) -> httpx.Response:
+    def _send_once(
+        self, method: str, url: str, accept: tuple[int, ...], json_body: bool, kwargs: dict[str, Any]
+    ) -> Any:
         self.requests_made += 1
         try:
             response = self.client.request(method, url, **kwargs)
@@ -233,7 +232,18 @@ class SourceClient:
                 source=self.source,
             ) from None
         log.debug("%s %s -> %s", method, response.request.url.copy_with(query=None), response.status_code)
-        return classify_response(response, source=self.source, now=self.policy.clock(), accept=accept)
+        classify_response(response, source=self.source, now=self.policy.clock(), accept=accept)
+        if not json_body:
+            return response
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RetriableSourceError(
+                f"{method} {response.request.url.copy_with(query=None)} answered {response.status_code} with a "
+                "body that is not JSON",
+                source=self.source,
+                status=response.status_code,
+            ) from None
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

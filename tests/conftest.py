@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import connectors
+from bridge.cli import cli
+from bridge.credentials import forget_secrets
+from connectors.base import Connector, CredentialCheck
+
+ZD_URL = "https://acme.zendesk.com"
+
+SOURCE = f"""
+[sources.zd]
+system = "zendesk"
+url = "{ZD_URL}"
+auth = {{ email = "bot@acme.example", token_env = "ZD_TOKEN" }}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test sees the developer's SLA_BRIDGE_* variables, cwd config or earlier secrets."""
+    for key in list(os.environ):
+        if key.upper().startswith("SLA_BRIDGE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    forget_secrets()
+    yield
+    forget_secrets()
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    def write(text: str, name: str = "sla-bridge.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run() -> Callable[..., Result]:
+    def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+    return invoke
+
+
+class MeConnector(Connector):
+    """A connector double whose credential check is one real request through the HTTP layer."""
+
+    system = "zendesk"
+
+    def check_credentials(self) -> CredentialCheck:
+        data = self.http.get_json("/api/v2/users/me.json")
+        return CredentialCheck(account=data["user"]["email"])
+
+    def list_fields(self):  # pragma: no cover - not exercised by these tests
+        raise NotImplementedError
+
+    def pull(self, cursor, *, now):  # pragma: no cover
+        raise NotImplementedError
+
+    def apply(self, plan):  # pragma: no cover
+        raise NotImplementedError
+
+
+@pytest.fixture
+def me_connector(monkeypatch: pytest.MonkeyPatch) -> type[Connector]:
+    monkeypatch.setitem(connectors._registry, "zendesk", MeConnector)
+    return MeConnector

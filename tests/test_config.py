@@ -1,0 +1,323 @@
+"""Configuration: every bad config stops with its own precise message and exit 2, before any write."""
+
+from __future__ import annotations
+
+import re
+import typing
+from pathlib import Path
+
+import pytest
+
+from bridge.config import load_config
+from bridge.errors import ConfigError
+from tests.conftest import SOURCE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+POLICY = """
+[[policies]]
+name = "gold"
+targets.first_response = { p1 = "30m" }
+"""
+
+# (id, config text, the exact problem line the admin must see)
+BAD_CONFIGS = [
+    (
+        "unknown top-level key",
+        "[stores]\npath = 'x.db'\n",
+        "stores: unknown key 'stores'; did you mean 'store'?",
+    ),
+    (
+        "unknown nested key with a suggestion",
+        SOURCE.replace("token_env", "tokn_env"),
+        "sources.zd.auth.tokn_env: unknown key 'tokn_env'; did you mean 'token_env'?",
+    ),
+    (
+        "wrong type",
+        POLICY + 'warn_at = "high"\n',
+        "policies[0].warn_at: input should be a valid number, unable to parse string as a number (got 'high')",
+    ),
+    (
+        "fraction out of range",
+        POLICY + "warn_at = 1.5\n",
+        "policies[0].warn_at: input should be less than 1 (got 1.5)",
+    ),
+    (
+        "missing required key",
+        '[sources.zd]\nsystem = "zendesk"\nauth = { email = "a@b.example", token_env = "T" }\n',
+        "sources.zd.url: required key is missing",
+    ),
+    (
+        "bad time zone",
+        '[calendars.office]\ntimezone = "Europe/Berln"\n',
+        "calendars.office.timezone: unknown time zone 'Europe/Berln'; did you mean 'Europe/Berlin'?",
+    ),
+    (
+        "bad duration",
+        '[[policies]]\nname = "gold"\ntargets.resolution = { p2 = "4 hours" }\n',
+        "policies[0].targets.resolution.p2: '4 hours': unknown unit 'hours'; use h, m and s, e.g. \"2h30m\"",
+    ),
+    (
+        "duration in days",
+        '[[policies]]\nname = "gold"\ntargets.resolution = { p2 = "2d" }\n',
+        "policies[0].targets.resolution.p2: '2d': a day is ambiguous in an SLA (24 hours? one working day of the "
+        "calendar?); write the business time in hours, e.g. \"48h\" for 2 x 24 hours, or \"16h\" for 2 eight-hour "
+        "working days",
+    ),
+    (
+        "duration without a unit",
+        '[http]\ntimeout = 30\n',
+        "http.timeout: 30 has no unit: write it as a string with units, e.g. \"30s\", \"30m\" or \"2h30m\"",
+    ),
+    (
+        "secret written inline",
+        SOURCE.replace('token_env = "ZD_TOKEN"', 'token = "abc123"'),
+        "sources.zd.auth.token: a secret may not be written in the config file; name where it is instead: "
+        "token_env = \"ENV_VAR_NAME\" or token_file = \"/path/to/file\"",
+    ),
+    (
+        "password written inline",
+        '[sources.sn]\nsystem = "servicenow"\nurl = "https://acme.service-now.com"\n'
+        'auth = { username = "bot", password = "hunter22" }\n',
+        "sources.sn.auth.password: a secret may not be written in the config file; name where it is instead: "
+        "password_env = \"ENV_VAR_NAME\" or password_file = \"/path/to/file\"",
+    ),
+    (
+        "policy naming an unknown calendar",
+        '[calendars.uk-office]\ntimezone = "Europe/London"\n' + POLICY + 'calendar = "uk-ofice"\n',
+        "policies[0] (gold).calendar: unknown calendar 'uk-ofice'; did you mean 'uk-office'?",
+    ),
+    (
+        "unknown system",
+        SOURCE.replace('"zendesk"', '"freshdesk"'),
+        "sources.zd.system: value 'freshdesk' is not allowed; choose one of 'zendesk', 'jira' or 'servicenow'",
+    ),
+    (
+        "plain http to a remote host",
+        SOURCE.replace("https://acme.zendesk.com", "http://acme.zendesk.com"),
+        "sources.zd.url: 'http://acme.zendesk.com' uses http://; credentials would travel in clear text. Use "
+        "https:// (plain http is allowed only for loopback addresses such as the local sandboxes)",
+    ),
+    (
+        "unknown weekday",
+        '[calendars.office]\ntimezone = "UTC"\nhours = { monday = ["09:00-17:00"] }\n',
+        "calendars.office.hours.monday: unknown key 'monday' is not allowed; choose one of 'mon', 'tue', 'wed', "
+        "'thu', 'fri', 'sat' or 'sun'",
+    ),
+    (
+        "bad working interval",
+        '[calendars.office]\ntimezone = "UTC"\nhours = { mon = ["09:00-25:00"] }\n',
+        "calendars.office.hours.mon[0]: '25:00' is not a time of day: hours run 00-23 (24:00 ends a day), "
+        "minutes and seconds 00-59",
+    ),
+    (
+        "impossible holiday date",
+        '[calendars.office]\ntimezone = "UTC"\nholidays = ["2026-02-30"]\n',
+        "calendars.office.holidays[0]: '2026-02-30' is not a real date",
+    ),
+    (
+        "unknown holiday country",
+        '[calendars.office]\ntimezone = "UTC"\nholiday_country = "XX"\n',
+        "calendars.office: unknown holiday country 'XX': use an ISO 3166-1 alpha-2 code such as \"DE\"",
+    ),
+    (
+        "status mapped onto a non-canonical status",
+        SOURCE + 'statuses = { pending = "waiting" }\n',
+        "sources.zd.statuses.pending: value 'waiting' is not allowed; choose one of 'new', 'open', "
+        "'waiting_customer', 'waiting_third_party', 'on_hold', 'resolved', 'closed', 'canceled' or 'deleted'",
+    ),
+    (
+        "priority outside p1..p5",
+        SOURCE + 'priorities = { urgent = "p0" }\n',
+        "sources.zd.priorities.urgent: value 'p0' is not allowed; choose one of 'p1', 'p2', 'p3', 'p4' or 'p5'",
+    ),
+    (
+        "unknown metric",
+        '[[policies]]\nname = "gold"\ntargets.first_reply = { p1 = "1h" }\n',
+        "policies[0].targets.first_reply: unknown key 'first_reply' is not allowed; choose one of "
+        "'first_response', 'next_response' or 'resolution'",
+    ),
+    (
+        "duplicate policy names",
+        POLICY + POLICY,
+        "policies[1] (gold).name: another policy (policies[0]) has the same name",
+    ),
+    (
+        "match naming an unknown source",
+        SOURCE + POLICY + 'match = { source = ["zendesk"] }\n',
+        "policies[0] (gold).match.source: no source named 'zendesk'; known: zd",
+    ),
+    (
+        "token without the email it belongs to",
+        SOURCE.replace('email = "bot@acme.example", ', ""),
+        "sources.zd.auth: token_env needs email: the API token is used together with the account's email address",
+    ),
+    (
+        "two kinds of credentials",
+        SOURCE.replace('token_env = "ZD_TOKEN"', 'token_env = "ZD_TOKEN", oauth_token_env = "ZD_OAUTH"'),
+        "sources.zd.auth: choose one kind of credentials, not token and oauth_token",
+    ),
+    (
+        "field mapping that is not a field",
+        SOURCE + 'fields = { customer = "custom_field:" }\n',
+        "sources.zd.fields.customer: 'custom_field:' is not a field: use a built-in field name such as "
+        "\"organization\" or \"custom_field:ID\"",
+    ),
+    (
+        "redefining the built-in calendar",
+        '[calendars.24x7]\ntimezone = "UTC"\n',
+        "calendars.24x7: '24x7' is built in; choose another name",
+    ),
+    (
+        "source name that cannot be part of a ticket id",
+        SOURCE.replace("[sources.zd]", '[sources."zd:prod"]'),
+        "sources.zd:prod: 'zd:prod' is not a valid name: use letters, digits, '-' and '_', starting with a "
+        "letter or digit",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [case[1:] for case in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_names_the_key_and_exits_2(write_config, run, text, expected):
+    path = write_config(text)
+    result = run("--config", str(path), "check")
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = [line.removeprefix("  - ") for line in result.stderr.splitlines()]
+    first = lines[0].removeprefix("Error: ").removeprefix(f"{path}: ")
+    assert expected in [first, *lines[1:]], result.stderr
+    assert result.stderr.startswith(f"Error: {path}: ")
+
+
+def test_bad_config_messages_are_distinct():
+    assert len(BAD_CONFIGS) >= 15
+    assert len({case[2] for case in BAD_CONFIGS}) == len(BAD_CONFIGS)
+
+
+def test_every_problem_is_listed_in_one_pass(write_config):
+    path = write_config(SOURCE.replace('token_env = "ZD_TOKEN"', 'token = "abc123"') + POLICY + "warn_at = 7\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert len(caught.value.problems) == 2
+    assert str(caught.value).startswith(f"{path}: 2 problems in the configuration:\n  - ")
+
+
+def test_bad_config_writes_nothing(write_config, run, tmp_path):
+    path = write_config('[store]\npath = "store.db"\n' + SOURCE + "bogus = 1\n")
+    result = run("--config", str(path), "check", "--online")
+    assert result.exit_code == 2
+    assert not (tmp_path / "store.db").exists()
+
+
+def test_toml_syntax_error_names_file_and_line(write_config, run):
+    path = write_config('[store]\npath = "unterminated\n')
+    result = run("--config", str(path), "check")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {path}: not valid TOML: ")
+    assert "line 2" in result.stderr
+
+
+def test_missing_config_file_says_where_it_looked_and_what_to_do(run):
+    result = run("check")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: no config file at sla-bridge.toml (from the default location). "
+        "Run 'sla-bridge init' to write a starter config.\n"
+    )
+
+
+def test_unset_secret_variable_is_a_config_error_before_any_request(write_config, run, me_connector):
+    path = write_config(SOURCE)
+    result = run("--config", str(path), "check", "--online")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {path}: sources.zd.auth.token_env: the environment variable ZD_TOKEN is not set; "
+        "export it before running\n"
+    )
+
+
+def test_secret_file_readable_by_others_is_refused(write_config, run, tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("abcdefgh\n")
+    secret.chmod(0o644)
+    path = write_config(SOURCE.replace('token_env = "ZD_TOKEN"', 'token_file = "token"'))
+    result = run("--config", str(path), "check")
+    assert result.exit_code == 2
+    assert f"sources.zd.auth.token_file: {secret} can be read by other users (mode -rw-r--r--); " in result.stderr
+    secret.chmod(0o600)
+    assert run("--config", str(path), "check").exit_code == 0
+
+
+def test_config_is_found_from_option_then_environment_then_cwd(write_config, run, tmp_path, monkeypatch):
+    write_config('[store]\npath = "from-cwd.db"\n')
+    other = write_config('[store]\npath = "from-env.db"\n', name="other.toml")
+    explicit = write_config('[store]\npath = "from-option.db"\n', name="explicit.toml")
+    assert "from-cwd.db" in run("check").stdout
+    monkeypatch.setenv("SLA_BRIDGE_CONFIG", str(other))
+    assert "from-env.db" in run("check").stdout
+    assert "from-option.db" in run("--config", str(explicit), "check").stdout
+
+
+def test_environment_overrides_a_value_and_is_named_when_wrong(write_config, monkeypatch):
+    path = write_config('[store]\npath = "file.db"\n[http]\nmax_attempts = 3\n')
+    monkeypatch.setenv("SLA_BRIDGE_STORE__PATH", "/var/lib/sla/env.db")
+    config = load_config(path)
+    assert config.store_path() == Path("/var/lib/sla/env.db")
+    assert config.http.max_attempts == 3
+    monkeypatch.setenv("SLA_BRIDGE_HTTP__MAX_ATTEMPTS", "lots")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "http.max_attempts: " in str(caught.value)
+    assert "(set by the environment variable SLA_BRIDGE_HTTP__MAX_ATTEMPTS)" in str(caught.value)
+
+
+def test_relative_store_path_starts_from_the_config_folder(write_config, tmp_path):
+    path = write_config('[store]\npath = "data/store.db"\n')
+    assert load_config(path).store_path() == tmp_path / "data" / "store.db"
+    assert load_config(path).store_path("/elsewhere.db") == Path("/elsewhere.db")
+
+
+def test_loopback_http_is_allowed_for_sandboxes(write_config):
+    for url in ("http://127.0.0.1:8801", "http://localhost:9000", "http://[::1]:8000"):
+        path = write_config(SOURCE.replace("https://acme.zendesk.com", url))
+        assert load_config(path).sources["zd"].url == url
+
+
+def test_example_config_documents_and_loads(monkeypatch):
+    config = load_config(ROOT / "config.example.toml")
+    assert [policy.name for policy in config.policies] == ["acme-gold", "default"]
+    assert config.policies[0].targets["first_response"]["p1"] == 30 * 60
+    assert config.policies[0].credits is not None and config.policies[0].credits.per_breach[2].over == "4h"
+    assert config.calendars["uk-office"].holiday_subdivision == "ENG"
+
+
+def _all_keys(model: type) -> set[str]:
+    """Every key name the config accepts, walking the pydantic models."""
+    from pydantic import BaseModel
+
+    from bridge.config import _is_refusal, _unwrap
+
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        if _is_refusal(info):
+            continue
+        names.add(name)
+        annotation = _unwrap(info.annotation)
+        while typing.get_origin(annotation) in (dict, list):
+            annotation = _unwrap(typing.get_args(annotation)[-1])
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= _all_keys(annotation)
+    return names
+
+
+def test_example_config_comments_every_key():
+    from bridge.config import Settings
+
+    lines = (ROOT / "config.example.toml").read_text().splitlines()
+    documented = [
+        (line + " " + lines[number + 1]) if line.lstrip().startswith("#") and number + 1 < len(lines) else line
+        for number, line in enumerate(lines)
+        if "#" in line
+    ]
+    missing = sorted(name for name in _all_keys(Settings) if not any(re.search(rf"\b{name}\b", d) for d in documented))
+    assert missing == []
