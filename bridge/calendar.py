@@ -224,13 +224,15 @@ class Calendar:
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | Any, *, name: str = "calendar") -> Calendar:
         """From a ``[calendars.NAME]`` table (a dict, or the validated config model)."""
-        from bridge.config import CalendarConfig  # the config module imports this one
+        from pydantic import ValidationError
+
+        from bridge.config import CalendarConfig, describe_errors  # the config module imports this one
 
         if isinstance(config, Mapping):
             try:
                 config = CalendarConfig(**config)
-            except Exception as error:  # pydantic's ValidationError, made readable
-                raise ValueError(f"calendar {name!r}: {error}") from None
+            except ValidationError as error:
+                raise ValueError(f"calendar {name!r}: " + "; ".join(describe_errors(error))) from None
         weekly = tuple(
             tuple(sorted(parse_interval(text) for text in config.hours.get(day, []))) for day in WEEKDAYS
         )
@@ -270,9 +272,9 @@ class Calendar:
 
     def business_seconds(self, start: datetime, end: datetime, pauses: Sequence[Pause] = ()) -> int:
         """Business seconds in ``[start, end)`` outside ``pauses``; 0 when ``end <= start``."""
-        a, b = self._start_epoch(start), to_epoch(end)
-        if b <= a:
+        if to_epoch(end) <= to_epoch(start):
             return 0
+        a, b = self._start_epoch(start), to_epoch(end)
         self._cover(a, b)
         total = self._elapsed_to(b) - self._elapsed_to(a)
         for pause_start, pause_end in _epoch_spans(pauses):

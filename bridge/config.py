@@ -56,6 +56,7 @@ __all__ = [
     "PolicyConfig",
     "Settings",
     "SourceConfig",
+    "describe_errors",
     "find_config_path",
     "load_config",
 ]
@@ -480,7 +481,7 @@ def load_config(path: str | Path | None = None, *, data: dict[str, Any] | None =
     try:
         settings = Settings(**data)
     except ValidationError as error:
-        raise ConfigError(_describe(error), file=file_label) from None
+        raise ConfigError(describe_errors(error), file=file_label) from None
     problems = _cross_check(settings)
     if problems:
         raise ConfigError(problems, file=file_label)
@@ -525,10 +526,11 @@ def _suggest(word: str, choices: typing.Iterable[str]) -> str:
 # -- turning pydantic's errors into one line per problem ------------------------------------
 
 
-def _describe(error: ValidationError) -> list[str]:
+def describe_errors(error: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
+    """One line per problem, each starting with its key path (``prefix`` goes in front)."""
     problems: list[str] = []
     for item in error.errors(include_url=False):
-        loc = tuple(item["loc"])
+        loc = prefix + tuple(item["loc"])
         kind = item["type"]
         if kind == "extra_forbidden":
             parent, key = loc[:-1], str(loc[-1])
