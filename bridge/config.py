@@ -26,7 +26,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -79,14 +78,26 @@ def _check(parser: typing.Callable[[Any], Any]) -> typing.Callable[[Any], Any]:
     return validate
 
 
+def _date_text(parser: typing.Callable[[Any], Any]) -> typing.Callable[[Any], Any]:
+    """Accept a TOML/Python date as well as its ``YYYY-MM-DD`` text; keep the text."""
+
+    def validate(value: Any) -> Any:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            value = value.isoformat()
+        parser(value)
+        return value
+
+    return validate
+
+
 def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
 Interval = Annotated[str, BeforeValidator(_check(calendar.parse_interval))]
-Holiday = Annotated[str, BeforeValidator(_check(calendar.parse_holiday))]
-OverrideDate = Annotated[str, AfterValidator(_check(calendar.parse_override_date))]
+Holiday = Annotated[str, BeforeValidator(_date_text(calendar.parse_holiday))]
+OverrideDate = Annotated[str, BeforeValidator(_date_text(calendar.parse_override_date))]
 TimeZoneName = Annotated[str, BeforeValidator(_check(calendar.parse_timezone))]
 CanonicalStatus = Literal[CANONICAL_STATUSES]  # type: ignore[valid-type]
 Priority = Literal[PRIORITIES]  # type: ignore[valid-type]

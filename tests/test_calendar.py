@@ -255,3 +255,19 @@ def test_long_budgets_reach_past_the_first_year():
     assert office.add_business_seconds(at(UTC, 2026, 1, 5), 60 * H) == at(UTC, 2027, 2, 22, 10)
     assert office.business_seconds(at(UTC, 2026, 1, 5), at(UTC, 2027, 2, 22, 10)) == 60 * H
     assert office.add_business_seconds(at(UTC, 2026, 1, 5), 60 * H) - timedelta(weeks=59) == at(UTC, 2026, 1, 5, 10)
+
+
+def test_dates_may_be_toml_or_python_dates(write_config):
+    from datetime import date
+
+    from bridge.config import load_config
+
+    path = write_config('[calendars.office]\ntimezone = "UTC"\nholidays = [2026-03-10, "03-11"]\n'
+                        'hours = { tue = ["09:00-17:00"] }\n')
+    config = load_config(path).calendars["office"]
+    office = Calendar.from_config(config)
+    assert office.business_seconds(at(UTC, 2026, 3, 10), at(UTC, 2026, 3, 11)) == 0
+    from_python = Calendar.from_config(
+        {"timezone": "UTC", "hours": {"tue": ["09:00-17:00"]}, "overrides": {date(2026, 3, 10): ["10:00-11:00"]}}
+    )
+    assert from_python.business_seconds(at(UTC, 2026, 3, 10), at(UTC, 2026, 3, 11)) == H
