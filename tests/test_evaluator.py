@@ -219,3 +219,42 @@ def test_clocks_carry_the_policy_and_a_version_that_changes_with_it():
 def test_a_naive_now_is_refused():
     with pytest.raises(ValueError, match="naive datetime"):
         evaluate(ticket(), [], policy(), datetime(2026, 3, 2, 12))
+
+
+@pytest.mark.parametrize(
+    ("key", "allowed", "other"),
+    [
+        ("source", ["zd", "jira"], "servicenow"),
+        ("customer", ["ACME", "ACME GmbH"], "Globex"),
+        ("priority", ["p1", "p3"], "p2"),
+        ("type", ["incident", "outage"], "question"),
+        ("service", ["email", "vpn"], "printing"),
+        ("group", ["2nd line", "3rd line"], None),
+    ],
+)
+def test_every_match_key_selects(key, allowed, other):
+    chosen = policy(match={key: allowed})
+    hit = ticket(customer="ACME", type="incident", service="email", group="2nd line")
+    miss = ticket(customer="ACME", type="incident", service="email", group="2nd line")
+    setattr(miss, key, other)
+    assert chosen.matches(hit) and not chosen.matches(miss)
+
+
+def test_policies_built_from_the_example_config():
+    from pathlib import Path
+
+    from bridge.config import load_config
+    from bridge.policy import build_policies
+
+    policies = build_policies(load_config(Path(__file__).resolve().parent.parent / "config.example.toml"))
+    acme = ticket(customer="ACME Ltd")
+    acme.source = "zendesk-prod"
+    other = ticket(customer="Globex")
+    now = T0 + timedelta(hours=2)
+    chosen, acme_clocks = evaluate_ticket(acme, [], policies, now)
+    fallback, other_clocks = evaluate_ticket(other, [], policies, now)
+    assert (chosen.name, chosen.calendar.name, fallback.name) == ("acme-gold", "uk-office", "default")
+    # Monday 09:00 UTC is 09:00 in London (GMT in March): two business hours have passed
+    assert {c.metric: c.elapsed_seconds for c in acme_clocks} == {"first_response": 2 * H, "resolution": 2 * H}
+    assert {c.metric: c.state for c in acme_clocks}["first_response"] == "breached"  # p1 target 30m
+    assert {c.metric for c in other_clocks} == {"first_response", "resolution"}
