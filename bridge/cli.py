@@ -183,7 +183,7 @@ def init(path: str | None, force: bool) -> None:
     if target.exists() and not force:
         raise click.UsageError(f"{target} already exists; pass --force to overwrite it")
     text = resources.files("bridge").joinpath("starter.toml").read_text(encoding="utf-8")
-    load_config(data=tomllib.loads(text))  # the starter must always load: fail here, not in the user's hands
+    load_config(data=tomllib.loads(text), environ=False)  # the starter must load: fail here, not in a user's hands
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=target.parent, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
         tmp.write(text)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -34,7 +35,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from bridge import calendar
 from bridge.credentials import Secret, read_secret
@@ -326,6 +327,11 @@ def _url(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError(f"expected a URL string, got {value!r}")
     parts = urlsplit(value)
+    if parts.username or parts.password:
+        raise ValueError(
+            "a URL may not carry a user name or password (it would be shown in logs and reports); "
+            "put the credentials under auth, e.g. token_env = \"ENV_VAR_NAME\""
+        )
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"{value!r} is not a URL: write e.g. \"https://example.zendesk.com\"")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
@@ -441,8 +447,18 @@ class Config:
         return self.settings.http
 
     def store_path(self, override: str | Path | None = None) -> Path:
-        """The database file: ``--db`` if given, else ``store.path`` from the config's folder."""
-        path = Path(override if override is not None else self.settings.store.path).expanduser()
+        """The database file: ``--db`` (from the current folder) if given, else ``store.path``
+        (from the config file's folder)."""
+        if override is not None:
+            return Path(override).expanduser().absolute()
+        path = Path(self.settings.store.path).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def ca_bundle_path(self) -> Path | None:
+        """``http.ca_bundle`` from the config file's folder, when set."""
+        if self.settings.http.ca_bundle is None:
+            return None
+        path = Path(self.settings.http.ca_bundle).expanduser()
         return path if path.is_absolute() else self.base_dir / path
 
     def source_secret(self, name: str) -> Secret:
@@ -475,8 +491,13 @@ def find_config_path(explicit: str | Path | None = None) -> Path:
     return candidate
 
 
-def load_config(path: str | Path | None = None, *, data: dict[str, Any] | None = None) -> Config:
-    """Read, validate and cross-check a config file (or ``data``, for tests and ``init``)."""
+def load_config(
+    path: str | Path | None = None, *, data: dict[str, Any] | None = None, environ: bool = True
+) -> Config:
+    """Read, validate and cross-check a config file (or ``data``, for tests and ``init``).
+
+    ``environ=False`` ignores ``SLA_BRIDGE_*`` overrides (``init`` checks its starter that way).
+    """
     file_label: str | None = None
     resolved: Path | None = None
     if data is None:
@@ -489,14 +510,84 @@ def load_config(path: str | Path | None = None, *, data: dict[str, Any] | None =
             raise ConfigError(f"not valid TOML: {error}", file=file_label) from None
         except OSError as error:
             raise ConfigError(f"cannot read the config: {error.strerror}", file=file_label) from None
-    try:
-        settings = Settings(**data)
-    except ValidationError as error:
-        raise ConfigError(describe_errors(error), file=file_label) from None
-    problems = _cross_check(settings)
+    # pydantic-settings reads keyword arguments starting with "_" as its own options
+    # (_env_prefix, _cli_parse_args, ...): from a config file they are just unknown keys.
+    problems = [f"{key}: unknown key {key!r}" for key in sorted(map(str, data)) if key.startswith("_")]
+    if environ:
+        problems += _check_environment(data)
     if problems:
         raise ConfigError(problems, file=file_label)
-    return Config(settings=settings, path=resolved.resolve() if resolved else None)
+    try:
+        settings = (Settings if environ else _FileOnlySettings)(**data)
+    except ValidationError as error:
+        raise ConfigError(describe_errors(error), file=file_label) from None
+    except SettingsError as error:
+        raise ConfigError(f"environment: {error}", file=file_label) from None
+    problems = _cross_check(settings)
+    config = Config(settings=settings, path=resolved.resolve() if resolved else None)
+    bundle = config.ca_bundle_path()
+    if bundle is not None and not bundle.is_file():
+        problems.append(f"http.ca_bundle: no file at {bundle}")
+    if problems:
+        raise ConfigError(problems, file=file_label)
+    return config
+
+
+class _FileOnlySettings(Settings):
+    """The same schema, without environment overrides."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def _check_environment(data: dict[str, Any]) -> list[str]:
+    """Every ``SLA_BRIDGE_*`` variable must name a real key: a typo must not silently do nothing."""
+    problems: list[str] = []
+    for variable in sorted(os.environ):
+        if not variable.upper().startswith(ENV_PREFIX) or variable.upper() == CONFIG_ENV:
+            continue
+        problem = _env_path_problem(variable[len(ENV_PREFIX):].lower().split("__"), data)
+        if problem:
+            problems.append(f"environment variable {variable}: {problem}")
+    return problems
+
+
+def _env_path_problem(parts: list[str], data: Any) -> str | None:
+    annotation: Any = Settings
+    node: Any = data
+    for index, part in enumerate(parts):
+        annotation = _unwrap(annotation)
+        where = ".".join(parts[:index]) or "the top level"
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part)
+            if field is None or _is_refusal(field):
+                hint = " (separate keys with a double underscore, e.g. SLA_BRIDGE_HTTP__MAX_WAIT)" if "_" in part else ""
+                return f"{part!r} is not a key of {where}{hint}"
+            annotation = field.annotation
+        elif typing.get_origin(annotation) is dict:
+            value_type = _unwrap(typing.get_args(annotation)[1])
+            if isinstance(value_type, type) and issubclass(value_type, BaseModel):
+                names = node if isinstance(node, dict) else {}
+                if part not in names:
+                    return (
+                        f"there is no {where}.{part} in the file (names in environment variables are "
+                        f"lower-cased and '-' stays '-'); known: {', '.join(sorted(names)) or 'none'}"
+                    )
+            annotation = typing.get_args(annotation)[1]
+        elif typing.get_origin(annotation) is list:
+            return f"{where} is a list: set the whole list as JSON in {ENV_PREFIX}{where.upper()}, or edit the file"
+        else:
+            return f"{where} has no keys below it"
+        node = node.get(part) if isinstance(node, dict) else None
+    return None
 
 
 def _cross_check(settings: Settings) -> list[str]:
@@ -562,7 +653,7 @@ def describe_errors(error: ValidationError, prefix: tuple[Any, ...] = ()) -> lis
             message = str(item["ctx"]["error"]) if "ctx" in item else item["msg"]
         else:
             message = item["msg"][:1].lower() + item["msg"][1:]
-            if "input" in item and not isinstance(item["input"], dict | list):
+            if "input" in item and not isinstance(item["input"], dict | list) and not _may_hold_secret(loc):
                 message += f" (got {item['input']!r})"
         problems.append(f"{_path(loc)}: {message}{_env_note(loc)}")
     return problems
@@ -577,14 +668,22 @@ _PATTERN_HINTS = {
 }
 
 
+def _may_hold_secret(loc: tuple[Any, ...]) -> bool:
+    """Never echo a value given under ``auth`` or a key that sounds like a secret."""
+    return any(str(part) == "auth" or any(word in str(part) for word in ("token", "password", "secret")) for part in loc)
+
+
+_PYDANTIC_STEP = re.compile(r"^(?:\[key\]|(?:function-(?:before|after|wrap|plain)|lax-or-strict|json-or-python|union|tagged-union)\[.*\])$")
+
+
 def _path(loc: tuple[Any, ...]) -> str:
     """``('sources', 'zd', 'auth', 'token_env')`` -> ``sources.zd.auth.token_env``; lists as ``[i]``."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part == "[key]" or str(part).startswith(("function-", "lax-", "json-")):
-            continue  # pydantic's internal validator steps
+        elif _PYDANTIC_STEP.match(str(part)):
+            continue  # pydantic's internal validator steps, not keys of the file
         else:
             out += ("." if out else "") + str(part)
     return out or "(top level)"

@@ -8,6 +8,7 @@ error body cannot put it in a log line, a ``--json`` document or the database.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -32,7 +33,9 @@ class Secret:
         self.origin = origin  # e.g. "environment variable ZENDESK_TOKEN": safe to show
         if len(value) >= _MIN_REDACT_LENGTH:
             with _lock:
-                _known.add(value)
+                # Also the forms JSON writes, so a secret with a quote, a backslash or a non-ASCII
+                # letter is still masked inside an already-encoded document.
+                _known.update({value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]})
 
     def reveal(self) -> str:
         return self._value

@@ -10,7 +10,9 @@ rather than by where the error came from::
     └── SourceError                 one source (helpdesk) failed; the others go on
         ├── RetriableSourceError    429, 502, 503, 504, timeouts: retried under the bounded policy
         │   └── RetryLater          the bound is spent, or the vendor asks for a longer wait:
-        │                           the source stops cleanly and the next run resumes (exit 3)
+        │       │                   the source stops cleanly and the next run resumes (exit 3)
+        │       └── OutcomeUnknown  a write failed in a way that may or may not have applied it:
+        │                           never re-sent blindly; the next run checks the source first
         ├── FatalSourceError        400, 401, 403, 404, other 4xx: never retried, never swallowed;
         │   ├── AuthenticationFailed    the message says what to fix
         │   ├── PermissionDenied
@@ -34,6 +36,7 @@ __all__ = [
     "FatalSourceError",
     "LockHeld",
     "NotFound",
+    "OutcomeUnknown",
     "PermissionDenied",
     "RetriableSourceError",
     "RetryLater",
@@ -89,6 +92,7 @@ class SourceError(SlaBridgeError):
     def __init__(self, message: str, *, source: str | None = None, status: int | None = None) -> None:
         self.source = source
         self.status = status
+        self.detail = message  # without the "source 'x': " prefix
         super().__init__(f"source {source!r}: {message}" if source else message)
 
 
@@ -128,6 +132,10 @@ class RetryLater(RetriableSourceError):
     ) -> None:
         self.not_before = not_before
         super().__init__(message, source=source, status=status)
+
+
+class OutcomeUnknown(RetryLater):
+    """A non-idempotent write timed out or met a 5xx: it may have been applied. Not re-sent blindly."""
 
 
 class FatalSourceError(SourceError):

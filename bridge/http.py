@@ -17,14 +17,16 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 
 from bridge import __version__
 from bridge.config import HttpConfig
@@ -32,7 +34,9 @@ from bridge.credentials import redact
 from bridge.errors import (
     AuthenticationFailed,
     BadRequest,
+    FatalSourceError,
     NotFound,
+    OutcomeUnknown,
     PermissionDenied,
     RetriableSourceError,
     RetryLater,
@@ -80,35 +84,48 @@ def build_client(
     auth: httpx.Auth | None = None,
     transport: httpx.BaseTransport | None = None,
     headers: dict[str, str] | None = None,
+    ca_bundle: Path | None = None,
 ) -> httpx.Client:
-    """The client for one source. Pass ``transport`` (respx, a sandbox) in tests."""
+    """The client for one source. Pass ``transport`` (respx, a sandbox) in tests.
+
+    TLS is always verified; ``ca_bundle`` adds a CA (a TLS-intercepting proxy) to the defaults.
+    """
+    verify: ssl.SSLContext | bool = True
+    if ca_bundle is not None:
+        verify = ssl.create_default_context()
+        verify.load_verify_locations(cafile=str(ca_bundle))
     return httpx.Client(
         base_url=base_url,
         auth=auth,
         transport=transport,
         timeout=httpx.Timeout(float(http.timeout)),
-        verify=http.ca_bundle or True,
+        verify=verify,
         follow_redirects=False,  # a redirect usually means a wrong base URL; say so, do not follow
         headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
     )
 
 
+MAX_RETRY_AFTER = 7 * 86400.0  # longer asks are taken as "a week": the source stops either way
+
+
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent."""
+    """Seconds to wait from ``Retry-After``: delta-seconds or an HTTP date (RFC 9110 10.2.3).
+
+    None when absent or malformed (the caller then backs off on its own); capped at a week, so a
+    vendor's ``Retry-After: 99999999999`` cannot overflow date arithmetic.
+    """
     if value is None:
         return None
     text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
+    if text.isascii() and text.isdigit():
+        return min(float(int(text)), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - now).total_seconds())
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
 
 
 def _vendor_says(response: httpx.Response) -> str:
@@ -126,8 +143,8 @@ def _vendor_says(response: httpx.Response) -> str:
         text = "; ".join(parts) if parts else json.dumps(body, sort_keys=True)
     else:
         text = str(body)
-    text = " ".join(text.split())
-    return redact(text[:300] + ("..." if len(text) > 300 else ""))
+    text = redact(" ".join(text.split()))  # mask first: a cut could leave half a secret behind
+    return text[:300] + ("..." if len(text) > 300 else "")
 
 
 def classify_response(
@@ -182,8 +199,34 @@ def classify_response(
     )
 
 
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Errors raised before the request left the machine: safe to retry whatever the method.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def _tls_failure(error: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a transport error, if any (exception chains can loop: guard)."""
+    visited: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in visited:
+            continue
+        visited.add(id(current))
+        if isinstance(current, ssl.SSLError):
+            return current
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return None
+
+
 class SourceClient:
-    """Sends a source's requests under the retry policy, and counts them for the run record."""
+    """Sends a source's requests under the retry policy, and counts them for the run record.
+
+    Idempotent methods (GET, PUT, DELETE, ...) are retried on 429, 5xx and timeouts. A POST, or a
+    request marked ``idempotent=False`` (a PUT that adds a comment), is retried only where it surely
+    was not applied: 429, and errors before it was sent. Otherwise :class:`OutcomeUnknown` stops
+    the source, so the write-back journal checks the source before anything is sent again.
+    """
 
     def __init__(self, source: str, client: httpx.Client, policy: RetryPolicy | None = None) -> None:
         self.source = source
@@ -193,21 +236,29 @@ class SourceClient:
         self._backoff = wait_exponential_jitter(initial=self.policy.backoff_initial, max=self.policy.backoff_max)
 
     def request(
-        self, method: str, url: str, *, accept: tuple[int, ...] = (), json_body: bool = False, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        accept: tuple[int, ...] = (),
+        json_body: bool = False,
+        idempotent: bool | None = None,
+        **kwargs: Any,
     ) -> Any:
         """Send, retrying what may be retried; the response is 2xx or one of ``accept``.
 
         With ``json_body=True`` the decoded JSON body is returned instead of the response.
         """
+        repeatable = method.upper() in _IDEMPOTENT if idempotent is None else idempotent
         retrying = Retrying(
-            retry=retry_if_exception_type(RetriableSourceError),
+            retry=retry_if_exception(lambda error: isinstance(error, RetriableSourceError) and not isinstance(error, RetryLater)),
             wait=self._wait,
             stop=self._stop,
             sleep=self.policy.sleep,
             before_sleep=self._log_retry,
             retry_error_callback=self._give_up,
         )
-        return retrying(self._send_once, method, url, accept, json_body, kwargs)
+        return retrying(self._send_once, method, url, accept, json_body, repeatable, kwargs)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", url, **kwargs)
@@ -217,22 +268,33 @@ class SourceClient:
         return self.request("GET", url, json_body=True, **kwargs)
 
     def _send_once(
-        self, method: str, url: str, accept: tuple[int, ...], json_body: bool, kwargs: dict[str, Any]
+        self, method: str, url: str, accept: tuple[int, ...], json_body: bool, repeatable: bool, kwargs: dict[str, Any]
     ) -> Any:
         self.requests_made += 1
         try:
             response = self.client.request(method, url, **kwargs)
-        except httpx.TimeoutException as error:
-            raise RetriableSourceError(
-                f"{method} {url} timed out ({type(error).__name__})", source=self.source
-            ) from None
         except httpx.TransportError as error:
-            raise RetriableSourceError(
-                f"{method} {url} could not be sent: {redact(str(error)) or type(error).__name__}",
-                source=self.source,
-            ) from None
+            tls = _tls_failure(error)
+            if tls is not None:
+                raise FatalSourceError(
+                    f"{method} {url}: TLS verification failed ({getattr(tls, 'reason', None) or type(tls).__name__}): "
+                    f"check sources.{self.source}.url, or set http.ca_bundle for a TLS-intercepting proxy",
+                    source=self.source,
+                ) from None
+            what = "timed out" if isinstance(error, httpx.TimeoutException) else "could not be completed"
+            failure = RetriableSourceError(
+                f"{method} {url} {what} ({type(error).__name__}: {redact(str(error)) or 'no detail'})", source=self.source
+            )
+            if isinstance(error, _NOT_SENT) or repeatable:
+                raise failure from None
+            raise self._unknown(failure) from None
         log.debug("%s %s -> %s", method, response.request.url.copy_with(query=None), response.status_code)
-        classify_response(response, source=self.source, now=self.policy.clock(), accept=accept)
+        try:
+            classify_response(response, source=self.source, now=self.policy.clock(), accept=accept)
+        except RetriableSourceError as failure:
+            if repeatable or failure.status == 429:
+                raise
+            raise self._unknown(failure) from None
         if not json_body:
             return response
         try:
@@ -244,6 +306,14 @@ class SourceClient:
                 source=self.source,
                 status=response.status_code,
             ) from None
+
+    def _unknown(self, failure: RetriableSourceError) -> OutcomeUnknown:
+        return OutcomeUnknown(
+            f"{failure.detail}; this write may or may not have been applied, so it is not repeated blindly. "
+            "Stopped this source; the next run checks the source before sending it again",
+            source=self.source,
+            status=failure.status,
+        )
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -261,7 +331,7 @@ class SourceClient:
         log.warning(
             "source %r: %s; retry %d of %d in %.1fs",
             self.source,
-            getattr(error, "args", ["?"])[0],
+            getattr(error, "detail", error),
             state.attempt_number,
             self.policy.max_attempts - 1,
             state.upcoming_sleep,
@@ -270,20 +340,27 @@ class SourceClient:
     def _give_up(self, state: RetryCallState) -> httpx.Response:
         error = state.outcome.exception() if state.outcome else None
         assert isinstance(error, RetriableSourceError)
-        detail = str(error.args[0]).removeprefix(f"source {self.source!r}: ")
-        if state.attempt_number < self.policy.max_attempts and error.retry_after is not None:
+        bound = self.policy.max_wait
+        if state.attempt_number >= self.policy.max_attempts:
+            why = (
+                f"gave up after {state.attempt_number} attempt(s) and {state.idle_for:.0f}s of waiting "
+                f"(http.max_attempts = {self.policy.max_attempts})"
+            )
+        elif error.retry_after is not None and error.retry_after > bound:
+            why = f"the vendor asks to wait {error.retry_after:.0f}s, more than the retry bound (http.max_wait = {bound:.0f}s)"
+        else:
+            why = (
+                f"waiting {state.upcoming_sleep:.0f}s more would pass the retry bound "
+                f"(http.max_wait = {bound:.0f}s; {state.idle_for:.0f}s waited already)"
+            )
+        not_before = None
+        when = ""
+        if error.retry_after is not None:
             not_before = self.policy.clock() + timedelta(seconds=error.retry_after)
-            raise RetryLater(
-                f"{detail}; the vendor asks to wait {error.retry_after:.0f}s, more than the retry bound "
-                f"(http.max_wait = {self.policy.max_wait:.0f}s). Stopped this source; retry after "
-                f"{not_before.strftime('%Y-%m-%d %H:%M:%S')} UTC (the next run resumes from the saved cursor)",
-                source=self.source,
-                status=error.status,
-                not_before=not_before,
-            ) from None
+            when = f"; retry after {not_before.strftime('%Y-%m-%d %H:%M:%S')} UTC"
         raise RetryLater(
-            f"{detail}; gave up after {state.attempt_number} attempt(s) and {state.idle_for:.0f}s of waiting "
-            "(http.max_attempts, http.max_wait). Stopped this source; the next run resumes from the saved cursor",
+            f"{error.detail}; {why}. Stopped this source{when} (the next run resumes from the saved cursor)",
             source=self.source,
             status=error.status,
+            not_before=not_before,
         ) from None

@@ -124,7 +124,7 @@ class Page:
     """One page of a pull: what to store, and the cursor that resumes after it.
 
     The store commits the records and ``cursor`` in one transaction, so a crash repeats a page
-    at worst and never skips one.
+    at worst and never skips one. ``cursor=None`` leaves the saved cursor as it is.
     """
 
     tickets: list[Ticket]

@@ -209,7 +209,16 @@ class Store:
         self.db.execute("PRAGMA busy_timeout = 30000")
         if self.path is not None:
             self.db.enable_wal()
-        migrations.apply(self.db)
+        if migrations.pending(self.db):
+            # Two runs opening a new store at once: the write lock makes the second wait, then
+            # find nothing pending (apply re-reads inside the transaction; savepoints nest).
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                migrations.apply(self.db)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
@@ -234,7 +243,8 @@ class Store:
                 )
             for record in page.quarantined:
                 self._quarantine(record, pulled_at)
-            self._write_cursor(source, page.stream, page.cursor, pulled_at)
+            if page.cursor is not None:  # None: this page moves no cursor (the saved one stays)
+                self._write_cursor(source, page.stream, page.cursor, pulled_at)
         return PageCounts(len(page.tickets), len(page.events), len(page.quarantined))
 
     def _write_cursor(self, source: str, stream: str, cursor: str | None, at: str) -> None:
@@ -320,6 +330,8 @@ def _create_private(path: Path) -> None:
         descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise StoreError(f"the store path {path} is not a regular file (a directory?): point store.path or --db at a file") from None
         if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
             os.chmod(path, 0o600)
         return

@@ -69,5 +69,7 @@ def open_connector(
     source = config.sources[name]
     cls = connector_class(source.system, source=name)
     secret = config.source_secret(name)
-    client = build_client(source.url, http=config.http, auth=cls.auth(source, secret), transport=transport)
+    client = build_client(
+        source.url, http=config.http, auth=cls.auth(source, secret), transport=transport, ca_bundle=config.ca_bundle_path()
+    )
     return cls(name, source, SourceClient(name, client, policy or RetryPolicy.from_config(config.http)))

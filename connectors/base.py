@@ -69,6 +69,7 @@ class HeaderAuth(httpx.Auth):
 
 def basic(user: str, secret: Secret) -> HeaderAuth:
     raw = base64.b64encode(f"{user}:{secret.reveal()}".encode()).decode("ascii")
+    Secret(raw, f"basic credentials of {user}")  # the blob alone decodes to user:secret: mask it too
     return HeaderAuth(Secret(f"Basic {raw}", f"basic credentials of {user}"))
 
 

@@ -111,3 +111,9 @@ def test_an_unexpected_error_is_one_line_without_v(write_config, run, monkeypatc
     result = run("--config", str(path), "check")
     assert result.exit_code == 1
     assert result.stderr == "Error: ZeroDivisionError: division by zero (run with -v for the traceback)\n"
+
+
+def test_init_is_not_upset_by_the_environment(run, tmp_path):
+    # a cron environment set up for another config: the starter has no source named "prod"
+    result = run("init", str(tmp_path / "new.toml"), env={"SLA_BRIDGE_SOURCES__PROD__URL": "https://x.zendesk.com"})
+    assert result.exit_code == 0, result.output

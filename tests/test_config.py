@@ -321,3 +321,80 @@ def test_example_config_comments_every_key():
     ]
     missing = sorted(name for name in _all_keys(Settings) if not any(re.search(rf"\b{name}\b", d) for d in documented))
     assert missing == []
+
+
+# -- found in review: keys and variables that must not slip through -----------------------------
+
+
+@pytest.mark.parametrize("key", ["_cli_parse_args = true", '_env_prefix = "NOPE_"', '_secrets_dir = "/"'])
+def test_underscore_keys_cannot_steer_the_loader(write_config, run, key):
+    path = write_config(key + "\n")
+    result = run("--config", str(path), "check")
+    assert result.exit_code == 2
+    name = key.split(" ")[0]
+    assert f"{name}: unknown key '{name}'" in result.stderr
+
+
+def test_a_url_with_credentials_is_refused_without_echoing_them(write_config, run):
+    path = write_config(SOURCE.replace("https://acme.zendesk.com", "https://bot:hunter2secret@acme.zendesk.com"))
+    result = run("--config", str(path), "check")
+    assert result.exit_code == 2
+    assert "sources.zd.url: a URL may not carry a user name or password" in result.stderr
+    assert "hunter2secret" not in result.stderr + result.stdout
+
+
+def test_values_under_auth_are_never_echoed(write_config, run):
+    path = write_config('[sources.zd]\nsystem = "zendesk"\nurl = "https://a.zendesk.com"\nauth = "bot@x.example:tok-secret-99"\n')
+    result = run("--config", str(path), "check")
+    assert result.exit_code == 2 and "sources.zd.auth: " in result.stderr
+    assert "tok-secret-99" not in result.stderr
+
+
+def test_a_misspelt_environment_variable_is_an_error(write_config, run):
+    path = write_config("")
+    result = run("--config", str(path), "check", env={"SLA_BRIDGE_HTTP_MAX_ATTEMPTS": "3"})
+    assert result.exit_code == 2
+    assert (
+        "environment variable SLA_BRIDGE_HTTP_MAX_ATTEMPTS: 'http_max_attempts' is not a key of the top level "
+        "(separate keys with a double underscore, e.g. SLA_BRIDGE_HTTP__MAX_WAIT)"
+    ) in result.stderr
+
+
+def test_an_environment_variable_for_a_source_the_file_lacks_is_an_error(write_config, run):
+    path = write_config(SOURCE.replace("[sources.zd]", "[sources.zendesk-prod]"))
+    result = run("--config", str(path), "check", env={"SLA_BRIDGE_SOURCES__ZENDESK_PROD__URL": "https://b.zendesk.com", "ZD_TOKEN": "t0k3n-xyz"})
+    assert result.exit_code == 2
+    assert "there is no sources.zendesk_prod in the file" in result.stderr and "known: zendesk-prod" in result.stderr
+    ok = run("--config", str(path), "check", env={"SLA_BRIDGE_SOURCES__ZENDESK-PROD__URL": "https://b.zendesk.com", "ZD_TOKEN": "t0k3n-xyz"})
+    assert ok.exit_code == 0 and "zendesk-prod: zendesk at https://b.zendesk.com" in ok.stdout
+
+
+def test_list_elements_and_malformed_json_from_the_environment_are_config_errors(write_config, run):
+    path = write_config(POLICY)
+    listed = run("--config", str(path), "check", env={"SLA_BRIDGE_POLICIES__0__WARN_AT": "0.5"})
+    assert listed.exit_code == 2 and "policies is a list: set the whole list as JSON" in listed.stderr
+    broken = run("--config", str(path), "check", env={"SLA_BRIDGE_HTTP": "{bad"})
+    assert broken.exit_code == 2 and broken.stderr.startswith(f"Error: {path}: environment: ")
+
+
+def test_key_paths_keep_names_that_look_like_pydantic_steps(write_config, run):
+    path = write_config('[calendars.lax-hq]\ntimezone = "Mars/Base"\n')
+    result = run("--config", str(path), "check")
+    assert "calendars.lax-hq.timezone: unknown time zone 'Mars/Base'" in result.stderr
+
+
+def test_ca_bundle_must_exist_and_is_found_from_the_config_folder(write_config, run, tmp_path):
+    path = write_config('[http]\nca_bundle = "certs/corp.pem"\n')
+    missing = run("--config", str(path), "check")
+    assert missing.exit_code == 2
+    assert f"http.ca_bundle: no file at {tmp_path / 'certs' / 'corp.pem'}" in missing.stderr
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "corp.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert load_config(path).ca_bundle_path() == tmp_path / "certs" / "corp.pem"
+
+
+def test_db_option_is_taken_from_the_current_folder(write_config, tmp_path, monkeypatch):
+    path = write_config("", name="etc.toml")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert load_config(path).store_path("mine.db") == tmp_path / "work" / "mine.db"

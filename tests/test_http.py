@@ -15,7 +15,9 @@ from bridge.config import HttpConfig
 from bridge.errors import (
     AuthenticationFailed,
     BadRequest,
+    FatalSourceError,
     NotFound,
+    OutcomeUnknown,
     PermissionDenied,
     RetryLater,
 )
@@ -244,3 +246,98 @@ def test_one_failing_source_does_not_hide_the_others(write_config, run, me_conne
     assert result.exit_code == 3
     assert "Source beta: credentials OK, authenticated as bot@acme.example (1 request(s))" in result.stdout
     assert "Source zd: FAILED: source 'zd': the credentials were refused (401 Unauthorized)" in result.stdout
+
+
+# -- found in review ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["inf", "1e15", "-5", "nan", "1_0", "soon"])
+@respx.mock
+def test_malformed_retry_after_falls_back_to_backoff(sleeps, header):
+    respx.get(ME).mock(side_effect=[httpx.Response(503, headers={"Retry-After": header}), OK])
+    make_client(sleeps).get_json("/api/v2/users/me.json")
+    assert len(sleeps) == 1 and 1.0 <= sleeps[0] <= 2.0
+
+
+@respx.mock
+def test_an_enormous_retry_after_stops_the_source_instead_of_crashing(sleeps):
+    respx.get(ME).mock(return_value=httpx.Response(429, headers={"Retry-After": "99999999999999999999"}))
+    with pytest.raises(RetryLater) as caught:
+        make_client(sleeps).get_json("/api/v2/users/me.json")
+    assert caught.value.not_before == NOW + timedelta(days=7)  # capped at a week
+
+
+@respx.mock
+def test_backoff_has_jitter(sleeps):
+    for _ in range(12):
+        respx.get(ME).mock(side_effect=[httpx.Response(503), OK])
+        make_client(sleeps).get_json("/api/v2/users/me.json")
+    assert len(set(sleeps)) > 1 and all(1.0 <= s <= 2.0 for s in sleeps)
+
+
+@respx.mock
+def test_total_wait_bound_message_says_what_happened(sleeps):
+    respx.get(ME).mock(return_value=httpx.Response(503, headers={"Retry-After": "50"}))
+    with pytest.raises(RetryLater) as caught:
+        make_client(sleeps, max_wait=120).get_json("/api/v2/users/me.json")
+    message = str(caught.value)
+    assert "waiting 50s more would pass the retry bound (http.max_wait = 120s; 100s waited already)" in message
+    assert "the vendor asks" not in message
+    assert caught.value.not_before == NOW + timedelta(seconds=50)
+
+
+@respx.mock
+def test_last_attempt_keeps_the_time_to_retry(sleeps):
+    respx.get(ME).mock(return_value=httpx.Response(429, headers={"Retry-After": "5"}))
+    with pytest.raises(RetryLater) as caught:
+        make_client(sleeps, max_attempts=2).get_json("/api/v2/users/me.json")
+    assert caught.value.not_before == NOW + timedelta(seconds=5)
+    assert "gave up after 2 attempt(s)" in str(caught.value)
+
+
+@respx.mock
+def test_retry_log_names_the_source_once(sleeps, caplog):
+    respx.get(ME).mock(side_effect=[httpx.Response(503), OK])
+    with caplog.at_level("WARNING", logger="sla_bridge.http"):
+        make_client(sleeps).get_json("/api/v2/users/me.json")
+    [line] = caplog.messages
+    assert line.count("'zd'") == 1 and line.startswith("source 'zd': GET")
+
+
+def test_tls_failure_is_fatal_and_not_retried(sleeps):
+    import ssl
+
+    calls = []
+
+    def refuse(request):
+        # as httpx raises it: a ConnectError caused by the ssl module's verification error
+        calls.append(request)
+        raise httpx.ConnectError("handshake failed") from ssl.SSLCertVerificationError(1, "certificate verify failed")
+
+    # respx rewrites exception chains, so this one uses an injected transport directly
+    client = build_client(ZD_URL, http=HttpConfig(), transport=httpx.MockTransport(refuse))
+    source = SourceClient("zd", client, RetryPolicy(sleep=sleeps, clock=lambda: NOW))
+    with pytest.raises(FatalSourceError, match="TLS verification failed .*set http.ca_bundle"):
+        source.get_json("/api/v2/users/me.json")
+    assert len(calls) == 1 and sleeps == []
+
+
+@respx.mock
+def test_a_post_that_may_have_been_applied_is_not_sent_twice(sleeps):
+    route = respx.post(f"{ZD_URL}/api/v2/notes").mock(return_value=httpx.Response(503))
+    with pytest.raises(OutcomeUnknown, match="may or may not have been applied"):
+        make_client(sleeps).request("POST", "/api/v2/notes", json={"body": "credit note"})
+    assert route.call_count == 1
+    timed_out = respx.put(f"{ZD_URL}/api/v2/tickets/1").mock(side_effect=httpx.ReadTimeout("slow"))
+    with pytest.raises(OutcomeUnknown):
+        make_client(sleeps).request("PUT", "/api/v2/tickets/1", json={}, idempotent=False)
+    assert timed_out.call_count == 1
+
+
+@respx.mock
+def test_a_post_is_retried_where_it_surely_was_not_applied(sleeps):
+    route = respx.post(f"{ZD_URL}/api/v2/notes").mock(
+        side_effect=[httpx.ConnectError("refused"), httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(201, json={})]
+    )
+    make_client(sleeps).request("POST", "/api/v2/notes", json={})
+    assert route.call_count == 3

@@ -83,3 +83,45 @@ def test_a_secret_does_not_print_itself():
     secret = Secret("hunter2-but-longer", "environment variable X")
     assert "hunter2" not in repr(secret) and "hunter2" not in str(secret) and "hunter2" not in f"{secret}"
     assert secret.reveal() == "hunter2-but-longer"
+
+
+# -- found in review ---------------------------------------------------------------------------
+
+
+def test_secret_with_json_special_characters_is_masked_in_json_output():
+    import logging
+
+    from bridge.credentials import redact
+    from bridge.logs import JsonFormatter
+
+    odd = 'pa"ss\\wörd-123'
+    Secret(odd, "environment variable X")
+    record = logging.LogRecord("sla_bridge", logging.WARNING, __file__, 1, "token was %s", (odd,), None)
+    record.detail = {"header": odd}
+    line = JsonFormatter().format(record)
+    assert "ss\\\\w" not in line and "w\\u00f6rd" not in line and odd not in line
+    assert json.loads(line)["message"] == f"token was {MASK}"
+    assert redact(json.dumps({"x": odd}, ensure_ascii=False)) == json.dumps({"x": MASK})
+
+
+@respx.mock
+def test_a_secret_across_the_excerpt_cut_is_masked_whole():
+    from bridge.config import HttpConfig
+    from bridge.errors import AuthenticationFailed
+    from bridge.http import RetryPolicy, SourceClient, build_client
+
+    Secret(TOKEN, "environment variable ZD_TOKEN")
+    body = "x" * 290 + f" {TOKEN} and more"
+    respx.get(f"{ZD_URL}/api/v2/users/me.json").mock(return_value=httpx.Response(401, text=body))
+    client = SourceClient("zd", build_client(ZD_URL, http=HttpConfig()), RetryPolicy(sleep=lambda s: None))
+    with pytest.raises(AuthenticationFailed) as caught:
+        client.get_json("/api/v2/users/me.json")
+    assert TOKEN[:5] not in str(caught.value) and MASK in str(caught.value)
+
+
+def test_the_bare_base64_of_basic_credentials_is_masked():
+    from bridge.credentials import redact
+    from connectors.base import basic
+
+    basic("bot@acme.example", Secret(TOKEN, "environment variable ZD_TOKEN"))
+    assert redact(f"server said: {BASIC}") == f"server said: {MASK}"

@@ -173,3 +173,40 @@ def test_runs_are_recorded_with_their_outcome(store):
     assert (run["command"], run["status"], run["exit_code"], run["error"]) == ("check --online", "partial", 3, "zd failed")
     assert run["sources"] == {"zd": {"ok": False, "requests": 2}}
     assert run["pid"] == os.getpid() and run["finished_at"] >= run["started_at"]
+
+
+def test_a_page_without_a_cursor_keeps_the_saved_one(store):
+    store.save_page("zd", page(1, cursor="c1"))
+    store.save_page("zd", Page(tickets=[ticket(2)], events=[], cursor=None))
+    assert store.cursor("zd") == "c1" and store.count("tickets") == 2
+
+
+def test_a_directory_is_not_a_store_and_keeps_its_permissions(tmp_path):
+    folder = tmp_path / "storedir"
+    folder.mkdir(mode=0o755)
+    with pytest.raises(StoreError, match="is not a regular file"):
+        Store.open(folder)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
+def test_two_runs_creating_the_store_at_once_both_succeed(tmp_path):
+    import threading
+
+    for attempt in range(10):
+        path = tmp_path / f"race-{attempt}.db"
+        errors: list[BaseException] = []
+
+        def open_it() -> None:
+            try:
+                Store.open(path).close()
+            except BaseException as error:  # noqa: BLE001 - collected for the assertion
+                errors.append(error)
+
+        threads = [threading.Thread(target=open_it) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        with Store.open(path) as store:
+            assert [row["name"] for row in store.db["_sqlite_migrations"].rows] == ["0001_initial_schema"]
