@@ -53,36 +53,32 @@ KINDS = {
 }
 
 
-def build(name: str) -> tuple[Calendar, Rules, ZoneInfo, object]:
-    if name == "berlin-9-17-DE":
-        zone = "Europe/Berlin"
-        days = ("mon", "tue", "wed", "thu", "fri")
-        ours = Calendar.from_config(
-            {"timezone": zone, "hours": {d: ["09:00-17:00"] for d in days}, "holiday_country": "DE"}, name=name
-        )
-        public = holidays.country_holidays("DE", years=range(2024, 2029))
-        theirs = Rules(
-            [
-                WorkDayRule(start_time=clock(9), end_time=clock(17), working_days=[0, 1, 2, 3, 4], tz=pytz.timezone(zone)),
-                HolidayRule(public, tz=pytz.timezone(zone)),
-            ]
-        )
-        return ours, theirs, ZoneInfo(zone), None
-    if name == "new-york-nights-US":
-        zone = "America/New_York"
-        days = ("mon", "tue", "wed", "thu", "fri")
-        ours = Calendar.from_config(
-            {"timezone": zone, "hours": {d: ["22:00-06:00"] for d in days}, "holiday_country": "US"}, name=name
-        )
-        public = holidays.country_holidays("US", years=range(2024, 2029))
-        theirs = Rules(
-            [
-                WorkDayRule(start_time=clock(22), end_time=clock(6), working_days=[0, 1, 2, 3, 4], tz=pytz.timezone(zone)),
-                HolidayRule(public, tz=pytz.timezone(zone)),
-            ]
-        )
-        return ours, theirs, ZoneInfo(zone), (clock(22), clock(6))
-    raise SystemExit(f"unknown calendar {name}")
+# name -> (time zone, shift start, shift end, public holidays of), Monday to Friday
+CALENDARS = {
+    "berlin-9-17-DE": ("Europe/Berlin", clock(9), clock(17), "DE"),
+    "new-york-nights-US": ("America/New_York", clock(22), clock(6), "US"),
+}
+
+
+def build(name: str) -> tuple[Calendar, Rules, ZoneInfo, tuple[clock, clock] | None, object]:
+    """The same calendar for both libraries, with the public holidays classify() needs."""
+    if name not in CALENDARS:
+        raise SystemExit(f"unknown calendar {name}; known: {', '.join(CALENDARS)}")
+    zone, start, end, country = CALENDARS[name]
+    interval = f"{start:%H:%M}-{end:%H:%M}"
+    ours = Calendar.from_config(
+        {"timezone": zone, "hours": {d: [interval] for d in ("mon", "tue", "wed", "thu", "fri")}, "holiday_country": country},
+        name=name,
+    )
+    public = holidays.country_holidays(country, years=range(2024, 2029))
+    theirs = Rules(
+        [
+            WorkDayRule(start_time=start, end_time=end, working_days=[0, 1, 2, 3, 4], tz=pytz.timezone(zone)),
+            HolidayRule(public, tz=pytz.timezone(zone)),
+        ]
+    )
+    overnight = (start, end) if end < start else None
+    return ours, theirs, ZoneInfo(zone), overnight, public
 
 
 def intervals(n: int, seed: int) -> list[tuple[datetime, datetime]]:
@@ -121,8 +117,7 @@ def main() -> None:
     sample = intervals(args.n, args.seed)
     print(f"{args.n:,} random intervals (seed {args.seed}), whole seconds in 2025-2027, up to 30 days long\n")
     for name in args.calendars.split(","):
-        ours, theirs, zone, overnight = build(name)
-        public = holidays.country_holidays("DE" if "DE" in name else "US", years=range(2024, 2029))
+        ours, theirs, zone, overnight, public = build(name)
 
         began = time.perf_counter()
         ours.business_seconds(sample[0][0], sample[0][1])
