@@ -228,11 +228,22 @@ class SourceClient:
     the source, so the write-back journal checks the source before anything is sent again.
     """
 
-    def __init__(self, source: str, client: httpx.Client, policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        client: httpx.Client,
+        policy: RetryPolicy | None = None,
+        *,
+        pace: Callable[[httpx.Response], float] | None = None,
+    ) -> None:
         self.source = source
         self.client = client
         self.policy = policy or RetryPolicy()
         self.requests_made = 0
+        # Proactive pacing: ``pace`` reads a response's rate-limit headers and says how long to
+        # hold the next request, so a known budget is not run into a 429 first.
+        self.pace = pace
+        self._hold_until: datetime | None = None
         self._backoff = wait_exponential_jitter(initial=self.policy.backoff_initial, max=self.policy.backoff_max)
 
     def request(
@@ -270,6 +281,19 @@ class SourceClient:
     def _send_once(
         self, method: str, url: str, accept: tuple[int, ...], json_body: bool, repeatable: bool, kwargs: dict[str, Any]
     ) -> Any:
+        if self._hold_until is not None:
+            wait = (self._hold_until - self.policy.clock()).total_seconds()
+            self._hold_until = None
+            if wait > self.policy.max_wait:
+                raise RetryLater(
+                    f"the rate-limit budget is spent for {wait:.0f}s, more than the retry bound "
+                    f"(http.max_wait = {self.policy.max_wait:.0f}s). Stopped this source (the next run resumes from the saved cursor)",
+                    source=self.source,
+                    not_before=self.policy.clock() + timedelta(seconds=wait),
+                )
+            if wait > 0:
+                log.info("source %r: rate-limit budget spent; pausing %.1fs", self.source, wait)
+                self.policy.sleep(wait)
         self.requests_made += 1
         try:
             response = self.client.request(method, url, **kwargs)
@@ -289,6 +313,10 @@ class SourceClient:
                 raise failure from None
             raise self._unknown(failure) from None
         log.debug("%s %s -> %s", method, response.request.url.copy_with(query=None), response.status_code)
+        if self.pace is not None and response.status_code < 400:
+            hold = self.pace(response)
+            if hold > 0:
+                self._hold_until = self.policy.clock() + timedelta(seconds=hold)
         try:
             classify_response(response, source=self.source, now=self.policy.clock(), accept=accept)
         except RetriableSourceError as failure:

@@ -84,6 +84,7 @@ class Ticket:
     type: str | None = None
     resolved_at: datetime | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)  # tags (Zendesk) or labels (Jira), as pulled
     version: str | None = None  # the remote stamp that optimistic-concurrency writes send back
 
     @property
@@ -150,6 +151,7 @@ class WritebackPlan:
     ticket_id: str
     external_id: str
     expected_version: str | None = None
+    base_tags: list[str] | None = None  # the tags as of expected_version, when known
     set_fields: dict[str, Any] = field(default_factory=dict)
     add_tags: list[str] = field(default_factory=list)
     remove_tags: list[str] = field(default_factory=list)

@@ -163,6 +163,12 @@ def _initial_schema(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0002_ticket_tags")
+def _ticket_tags(db: sqlite_utils.Database) -> None:
+    # Write-back adds and removes its own tags; it needs the ticket's others to leave them be.
+    db["tickets"].add_column("tags", str)
+
+
 @dataclass(frozen=True, slots=True)
 class PageCounts:
     tickets: int
@@ -365,6 +371,7 @@ def _ticket_row(ticket: Ticket, pulled_at: str) -> dict[str, Any]:
         "updated_at": to_iso(ticket.updated_at),
         "resolved_at": _iso_or_none(ticket.resolved_at),
         "fields": json.dumps(ticket.fields, sort_keys=True, default=str),
+        "tags": json.dumps(ticket.tags),
         "version": ticket.version,
         "pulled_at": pulled_at,
     }
@@ -392,6 +399,7 @@ def _ticket_from_row(row: dict[str, Any]) -> Ticket:
         updated_at=from_iso(row["updated_at"]),
         resolved_at=from_iso(row["resolved_at"]) if row["resolved_at"] else None,
         fields=json.loads(row["fields"] or "{}"),
+        tags=json.loads(row.get("tags") or "[]"),
         version=row["version"],
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
@@ -106,9 +106,21 @@ class Connector(ABC):
         """The ticket fields an admin can map onto customer, service, type, group or status."""
 
     @abstractmethod
-    def pull(self, cursor: str | None, *, now: datetime) -> Iterator[Page]:
-        """Pages of normalised tickets with their events, each with the cursor that follows it."""
+    def pull(self, cursors: Mapping[str, str | None], *, now: datetime) -> Iterator[Page]:
+        """Pages of normalised tickets and events, each with its ``stream`` and the cursor after it.
+
+        ``cursors`` holds the saved cursor of each stream (absent or None: start from the config's
+        ``start``). A connector never touches the store: the core commits each page with its cursor.
+        """
 
     @abstractmethod
     def apply(self, plan: WritebackPlan) -> WritebackResult:
         """Apply one ticket's write-back plan, without clobbering a newer edit by an agent."""
+
+    def apply_all(self, plans: list[WritebackPlan]) -> list[WritebackResult]:
+        """Apply many plans; connectors override this where the API has a cheaper bulk route."""
+        return [self.apply(plan) for plan in plans]
+
+    @abstractmethod
+    def note_exists(self, external_id: str, marker: str) -> bool:
+        """Whether an internal note carrying ``marker`` is on the ticket (checked after a crash)."""

@@ -65,7 +65,10 @@ class MeConnector(Connector):
     def list_fields(self):  # pragma: no cover - not exercised by these tests
         raise NotImplementedError
 
-    def pull(self, cursor, *, now):  # pragma: no cover
+    def pull(self, cursors, *, now):  # pragma: no cover
+        raise NotImplementedError
+
+    def note_exists(self, external_id, marker):  # pragma: no cover
         raise NotImplementedError
 
     def apply(self, plan):  # pragma: no cover

@@ -1,0 +1,292 @@
+"""The Zendesk Support connector: pull tickets and their history, write SLA state back.
+
+Requests, cheapest route first (BEHAVIOR.md has the figures):
+
+- tickets: the cursor-based incremental export, 1,000 per page, organisations and groups
+  sideloaded (no request per ticket for names);
+- history: the time-based incremental ticket-event export with ``comment_events``, 1,000 per
+  page: status and priority changes and every comment with its author and ``public`` flag;
+- agents: one cursor-paginated list of agents and admins per pull, to tell an agent's reply from
+  a customer's.
+
+Each export page is one :class:`bridge.model.Page` with its cursor, so the store commits them
+together; the ticket stream resumes from ``after_cursor`` (never a recomputed start time), the
+event stream from the last page's ``end_time``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+import httpx
+
+from bridge.config import SourceConfig
+from bridge.credentials import Secret
+from bridge.errors import AuthenticationFailed, BadRequest, FatalSourceError, SkippableRecordError
+from bridge.http import SourceClient
+from bridge.model import Page, QuarantinedRecord, Ticket, TicketEvent, WritebackPlan
+from connectors import register
+from connectors.base import Connector, CredentialCheck, FieldInfo, WritebackResult, basic
+from connectors.zendesk.normalise import ZendeskMapper
+
+__all__ = ["ZendeskConnector", "export_pace"]
+
+log = logging.getLogger("sla_bridge.zendesk")
+
+PAGE_SIZE = 1000  # the export maximum: fewest requests against the 10-per-minute export budget
+BULK_SIZE = 100  # update_many takes at most 100 ids
+DEFAULT_HISTORY = timedelta(days=90)  # where the first pull starts when `start` is not set
+JOB_POLLS = 60
+_BUCKET = re.compile(r"remaining=(\d+).*?resets=(\d+)")
+
+
+def export_pace(response: httpx.Response) -> float:
+    """Seconds to hold the next request: until the export or account budget resets, if spent."""
+    bucket = response.headers.get("Zendesk-RateLimit-incremental-exports")
+    if bucket:
+        match = _BUCKET.search(bucket)
+        if match and int(match.group(1)) == 0:
+            return float(match.group(2))
+    if response.headers.get("X-Rate-Limit-Remaining") == "0":
+        reset = response.headers.get("ratelimit-reset")
+        return float(reset) if reset and reset.isdigit() else 60.0
+    return 0.0
+
+
+@register
+class ZendeskConnector(Connector):
+    system = "zendesk"
+
+    def __init__(self, name: str, config: SourceConfig, http: SourceClient) -> None:
+        super().__init__(name, config, http)
+        self.http.pace = export_pace
+        self.mapper = ZendeskMapper(name, config)
+        self._agents: set[int] | None = None
+
+    @classmethod
+    def auth(cls, config: SourceConfig, secret: Secret) -> httpx.Auth:
+        # API tokens authenticate as "{email}/token" (https://developer.zendesk.com/api-reference/introduction/security-and-auth/)
+        if config.auth.kind == "token":
+            assert config.auth.email is not None
+            return basic(f"{config.auth.email}/token", secret)
+        return super().auth(config, secret)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def check_credentials(self) -> CredentialCheck:
+        user = self.http.get_json("/api/v2/users/me.json").get("user") or {}
+        if user.get("id") is None:
+            # Zendesk answers 200 with an anonymous user when it did not take the credentials.
+            raise AuthenticationFailed(
+                f"Zendesk did not recognise the credentials (it answered as an anonymous user): check sources.{self.name}.auth",
+                source=self.name,
+            )
+        return CredentialCheck(account=f"{user.get('name')} <{user.get('email')}>", detail=f"role {user.get('role')}")
+
+    def list_fields(self) -> list[FieldInfo]:
+        data = self.http.get_json("/api/v2/ticket_fields.json")
+        fields = []
+        for raw in data.get("ticket_fields") or []:
+            options = raw.get("custom_field_options") or raw.get("system_field_options") or []
+            custom = "custom_field_options" in raw or raw.get("removable")
+            fields.append(
+                FieldInfo(
+                    id=f"custom_field:{raw['id']}" if custom else str(raw.get("type")),
+                    title=raw.get("title") or "",
+                    type=raw.get("type") or "",
+                    options=[str(option.get("value")) for option in options],
+                )
+            )
+        return fields
+
+    def pull(self, cursors: Mapping[str, str | None], *, now: datetime) -> Iterator[Page]:
+        start = self._start_epoch(now)
+        yield from self._pull_tickets(cursors.get("tickets"), start)
+        yield from self._pull_events(cursors.get("ticket_events"), start)
+
+    def _start_epoch(self, now: datetime) -> int:
+        start = self.config.start
+        if start is None:
+            moment = now - DEFAULT_HISTORY
+        elif isinstance(start, datetime):
+            moment = start
+        else:
+            assert isinstance(start, date)
+            moment = datetime.combine(start, time(), tzinfo=timezone.utc)
+        # The export refuses a start in the last minute (https://support.zendesk.com/hc/en-us/articles/8143500919322).
+        return min(int(moment.timestamp()), int(now.timestamp()) - 61)
+
+    def _pull_tickets(self, cursor: str | None, start: int) -> Iterator[Page]:
+        seen: set[str] = set()
+        while True:
+            params: dict[str, Any] = {"per_page": PAGE_SIZE, "include": "organizations,groups"}
+            params.update({"cursor": cursor} if cursor else {"start_time": start})
+            data = self.http.get_json("/api/v2/incremental/tickets/cursor.json", params=params)
+            names = {
+                "organizations": {o["id"]: o.get("name") for o in data.get("organizations") or [] if "id" in o},
+                "groups": {g["id"]: g.get("name") for g in data.get("groups") or [] if "id" in g},
+            }
+            tickets: list[Ticket] = []
+            quarantined: list[QuarantinedRecord] = []
+            for raw in data.get("tickets") or []:
+                try:
+                    tickets.append(self.mapper.ticket(raw, names))
+                except SkippableRecordError as error:
+                    quarantined.append(QuarantinedRecord(self.name, error.record_id or "?", error.detail, raw))
+            after = data.get("after_cursor")
+            done = bool(data.get("end_of_stream"))
+            yield Page(tickets=tickets, events=[], cursor=after, quarantined=quarantined, stream="tickets", done=done)
+            if done or not after:
+                return
+            if after in seen or after == cursor:
+                raise FatalSourceError(
+                    f"the ticket export returned cursor {after!r} twice; stopping rather than looping", source=self.name
+                )
+            seen.add(after)
+            cursor = after
+
+    def _pull_events(self, cursor: str | None, start: int) -> Iterator[Page]:
+        agents = self.agent_ids()
+        start_time = int(cursor) if cursor else start
+        while True:
+            params = {"start_time": start_time, "include": "comment_events", "per_page": PAGE_SIZE}
+            data = self.http.get_json("/api/v2/incremental/ticket_events.json", params=params)
+            events: list[TicketEvent] = []
+            quarantined: list[QuarantinedRecord] = []
+            raw_events = data.get("ticket_events") or []
+            for raw in raw_events:
+                try:
+                    events.extend(self.mapper.events(raw, agents))
+                except SkippableRecordError as error:
+                    quarantined.append(QuarantinedRecord(self.name, f"event:{error.record_id}", error.detail, raw))
+            end_time = int(data.get("end_time") or start_time)
+            done = bool(data.get("end_of_stream"))
+            yield Page(tickets=[], events=events, cursor=str(end_time), quarantined=quarantined, stream="ticket_events", done=done)
+            if done:
+                return
+            if end_time <= start_time:
+                # A full page all at one second: the time-based export cannot move past it.
+                raise FatalSourceError(
+                    f"more than {PAGE_SIZE} ticket events share the second {start_time}; the time-based export "
+                    "cannot page past them (https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api)",
+                    source=self.name,
+                )
+            start_time = end_time
+
+    def agent_ids(self) -> set[int]:
+        """Agents and admins, fetched once per connector: whose public comments are replies."""
+        if self._agents is None:
+            agents: set[int] = set()
+            params: dict[str, Any] = {"role[]": ["agent", "admin"], "page[size]": 100}
+            while True:
+                data = self.http.get_json("/api/v2/users.json", params=params)
+                agents.update(u["id"] for u in data.get("users") or [] if "id" in u)
+                meta = data.get("meta") or {}
+                if not meta.get("has_more") or not meta.get("after_cursor"):
+                    break
+                params = {**params, "page[after]": meta["after_cursor"]}
+            self._agents = agents
+        return self._agents
+
+    def note_exists(self, external_id: str, marker: str) -> bool:
+        """Whether an internal note carrying ``marker`` is already on the ticket."""
+        data = self.http.get_json(f"/api/v2/tickets/{external_id}/comments.json")
+        return any(marker in (c.get("body") or "") and c.get("public") is False for c in data.get("comments") or [])
+
+    # -- writing --------------------------------------------------------------------------
+
+    def apply(self, plan: WritebackPlan) -> WritebackResult:
+        """One ``PUT /api/v2/tickets/{id}`` with ``safe_update``; on 409, re-read and retry once."""
+        stamp, tags = plan.expected_version, plan.base_tags
+        if stamp is None or (tags is None and (plan.add_tags or plan.remove_tags)):
+            stamp, tags = self._current(plan.external_id)
+        for attempt in (1, 2):
+            change = self._change(plan, stamp, tags)
+            response = self.http.request(
+                "PUT",
+                f"/api/v2/tickets/{plan.external_id}.json",
+                json={"ticket": change},
+                accept=(409,),
+                idempotent=not plan.notes,  # a note must never be posted twice by a blind retry
+            )
+            if response.status_code != 409:
+                ticket = response.json().get("ticket") or {}
+                return WritebackResult(plan.ticket_id, sent=True, version=ticket.get("updated_at"))
+            log.info("source %r: ticket %s changed since it was read (409); re-reading (attempt %d)", self.name, plan.external_id, attempt)
+            stamp, tags = self._current(plan.external_id)
+        return WritebackResult(
+            plan.ticket_id, sent=False, conflict=True, version=stamp,
+            detail="the ticket changed twice while sla-bridge wrote to it; left for the next run",
+        )
+
+    def apply_all(self, plans: list[WritebackPlan]) -> list[WritebackResult]:
+        """Tag- and field-only changes go in bulk (update_many, same change per call); the rest one by one."""
+        results: list[WritebackResult] = []
+        groups: dict[tuple[Any, ...], list[WritebackPlan]] = {}
+        for plan in plans:
+            if plan.notes:
+                results.append(self.apply(plan))
+                continue
+            key = (tuple(sorted(plan.add_tags)), tuple(sorted(plan.remove_tags)), tuple(sorted(plan.set_fields.items(), key=str)))
+            groups.setdefault(key, []).append(plan)
+        for (add, remove, fields), members in groups.items():
+            for offset in range(0, len(members), BULK_SIZE):
+                results.extend(self._bulk(members[offset : offset + BULK_SIZE], list(add), list(remove), dict(fields)))
+        return results
+
+    def _bulk(self, plans: list[WritebackPlan], add: list[str], remove: list[str], fields: dict[str, Any]) -> list[WritebackResult]:
+        change: dict[str, Any] = {}
+        if add:
+            change["additional_tags"] = add  # add and remove without touching the agent's own tags
+        if remove:
+            change["remove_tags"] = remove
+        if fields:
+            change["custom_fields"] = _custom_fields(fields)
+        ids = ",".join(plan.external_id for plan in plans)
+        job = self.http.request("PUT", "/api/v2/tickets/update_many.json", params={"ids": ids}, json={"ticket": change}, json_body=True)
+        status = job.get("job_status") or {}
+        for _ in range(JOB_POLLS):
+            if status.get("status") in ("completed", "failed", "killed"):
+                break
+            self.http.policy.sleep(1.0)
+            status = (self.http.get_json(f"/api/v2/job_statuses/{status['id']}.json").get("job_status") or {})
+        else:
+            raise BadRequest(f"update_many job {status.get('id')} did not finish after {JOB_POLLS} polls", source=self.name)
+        by_id = {str(r.get("id")): r for r in status.get("results") or []}
+        results = []
+        for plan in plans:
+            outcome = by_id.get(plan.external_id, {})
+            ok = bool(outcome.get("success"))
+            results.append(WritebackResult(plan.ticket_id, sent=ok, detail="" if ok else str(outcome.get("details") or outcome.get("error") or status.get("status"))))
+        return results
+
+    def _current(self, external_id: str) -> tuple[str | None, list[str]]:
+        ticket = self.http.get_json(f"/api/v2/tickets/{external_id}.json").get("ticket") or {}
+        return ticket.get("updated_at"), list(ticket.get("tags") or [])
+
+    def _change(self, plan: WritebackPlan, stamp: str | None, tags: list[str] | None) -> dict[str, Any]:
+        change: dict[str, Any] = {"safe_update": True, "updated_stamp": stamp}
+        if plan.notes:
+            # public: false always; a public comment would itself fulfil reply-time metrics.
+            change["comment"] = {"body": "\n\n".join(note.body for note in plan.notes), "public": False}
+        if plan.set_fields:
+            change["custom_fields"] = _custom_fields(plan.set_fields)
+        if plan.add_tags or plan.remove_tags:
+            base = tags or []
+            removing = set(plan.remove_tags)
+            # `tags` replaces the whole list, so it is built from the agent's tags as read; safe_update
+            # refuses it if they changed since.
+            change["tags"] = [t for t in base if t not in removing] + [t for t in plan.add_tags if t not in base]
+        return change
+
+
+def _custom_fields(fields: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for spec, value in fields.items():
+        field_id = spec.split(":", 1)[1] if spec.startswith("custom_field:") else spec
+        out.append({"id": int(field_id), "value": value})
+    return out

@@ -1,0 +1,677 @@
+"""A local emulator of the Zendesk Support API paths sla-bridge uses.
+
+Faithful where the connector could tell the difference (../shared/reference/zendesk-api.md,
+section 9): cursor export with opaque base64 cursors, ``per_page``, ``end_of_stream`` and the
+one-minute exclusion; deleted tickets as ``status: "deleted"``; the time-based ticket-event
+export with ``comment_events``; organisations sideloaded on the export; agents listed with
+cursor pagination; ticket fields; ticket update with replace-on-PUT tags, internal notes that
+show up on re-read, ``safe_update`` 409s; ``update_many`` with job statuses; rate limits with
+429 + ``Retry-After`` and ``X-Rate-Limit`` headers; Zendesk's error bodies; and fault injection.
+
+Seeded and deterministic: the same ``seed``, ``tickets`` and ``anchor`` give the same data.
+It runs in-process (:meth:`ZendeskSandbox.transport`) or on a loopback port (:meth:`serve`).
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import json
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+
+__all__ = ["AGENT_IDS", "ORGANIZATIONS", "SERVICE_FIELD", "SLA_STATUS_FIELD", "Fault", "ZendeskSandbox"]
+
+UTC = timezone.utc
+ORGANIZATIONS = {360001: "ACME Ltd", 360002: "Globex", 360003: "Initech"}
+GROUPS = {20001: "Support", 20002: "2nd line"}
+AGENT_IDS = (1000, 1001, 1002, 1003, 1004)
+BOT_ID = AGENT_IDS[0]  # the account the bridge authenticates as
+SERVICE_FIELD = 360000000101
+SLA_STATUS_FIELD = 360000000102
+PRIORITIES = ("urgent", "high", "normal", "normal", "low")
+TYPES = ("incident", "incident", "question", "problem", "task")
+SERVICES = ("email", "vpn", "printing")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+@dataclass
+class Fault:
+    """One injected failure: ``kind`` is 429, 429_text, 500, 503, malformed or slow."""
+
+    kind: str
+    times: int = 1
+    path: str = ""  # only requests whose path contains this
+    retry_after: int | None = None
+    delay: float = 0.0
+
+
+@dataclass
+class _Job:
+    id: str
+    ticket_ids: list[int]
+    change: dict[str, Any]
+    status: str = "queued"
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ZendeskSandbox:
+    """The emulator. Read its state directly in tests: ``tickets``, ``requests``, ``comments``."""
+
+    def __init__(
+        self,
+        tickets: int = 200,
+        *,
+        seed: int = 1,
+        anchor: datetime | None = None,
+        email: str = "sla-bot@example.com",
+        token: str = "sandbox-token",
+        oauth_token: str | None = "sandbox-oauth-token",
+        clock: Callable[[], datetime] | None = None,
+        export_limit_per_minute: int = 10,
+        account_limit_per_minute: int = 700,
+        subdomain: str = "sandbox",
+    ) -> None:
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.anchor = (anchor or self._clock()).astimezone(UTC).replace(microsecond=0)
+        self.credentials = {f"Basic {base64.b64encode(f'{email}/token:{token}'.encode()).decode()}"}
+        if oauth_token:
+            self.credentials.add(f"Bearer {oauth_token}")
+        self.email = email
+        self.base_url = f"https://{subdomain}.zendesk.com"
+        self.export_limit = export_limit_per_minute
+        self.account_limit = account_limit_per_minute
+        self.faults: list[Fault] = []
+        self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
+        self.tickets: dict[int, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []  # the ticket-event export, in (timestamp, id) order
+        self.comments: dict[int, list[dict[str, Any]]] = {}
+        self.jobs: dict[str, _Job] = {}
+        self._recent: deque[tuple[float, bool]] = deque()  # (epoch, is_export) of served requests
+        self._lock = threading.RLock()
+        self._next_event_id = 9_000_000_000
+        self._next_child_id = 7_000_000_000
+        self._seed(tickets, seed)
+
+    # -- data -----------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self._clock().astimezone(UTC)
+
+    def _seed(self, count: int, seed: int) -> None:
+        rng = random.Random(seed)
+        requesters = {org: [5000 + org % 1000 * 100 + n for n in range(20)] for org in ORGANIZATIONS}
+        latest = self.anchor - timedelta(minutes=5)
+        plans: list[tuple[datetime, int, dict[str, Any]]] = []
+        for number in range(1, count + 1):
+            org = rng.choice(list(ORGANIZATIONS))
+            created = latest - timedelta(seconds=rng.randrange(90 * 86400))
+            ticket = {
+                "id": number,
+                "url": f"{self.base_url}/api/v2/tickets/{number}.json",
+                "external_id": None,
+                "type": rng.choice(TYPES),
+                "subject": f"Request {number}",
+                "raw_subject": f"Request {number}",
+                "description": f"Customer report {number}",
+                "priority": rng.choice(PRIORITIES),
+                "status": "new",
+                "requester_id": rng.choice(requesters[org]),
+                "submitter_id": None,
+                "assignee_id": rng.choice(AGENT_IDS[1:]),
+                "organization_id": org,
+                "group_id": rng.choice(list(GROUPS)),
+                "tags": [rng.choice(SERVICES)],
+                "custom_fields": [
+                    {"id": SERVICE_FIELD, "value": rng.choice(SERVICES)},
+                    {"id": SLA_STATUS_FIELD, "value": None},
+                ],
+                "created_at": _iso(created),
+                "updated_at": _iso(created),
+                "generated_timestamp": _epoch(created),
+                "is_public": True,
+                "has_incidents": False,
+            }
+            ticket["submitter_id"] = ticket["requester_id"]
+            ticket["fields"] = ticket["custom_fields"]
+            self.tickets[number] = ticket
+            self.comments[number] = []
+            # The story of the ticket, as (offset, author, public comment?, status change).
+            at = created
+            story: list[tuple[datetime, int, bool | None, str | None]] = [(at, ticket["requester_id"], True, None)]
+            if rng.random() < 0.92:
+                at += timedelta(seconds=int(rng.expovariate(1 / 7200)) + 60)
+                waiting = rng.random() < 0.4
+                story.append((at, ticket["assignee_id"], True, "pending" if waiting else "open"))
+                if waiting:
+                    at += timedelta(seconds=int(rng.expovariate(1 / 20000)) + 60)
+                    story.append((at, ticket["requester_id"], True, "open"))
+                    at += timedelta(seconds=int(rng.expovariate(1 / 5400)) + 60)
+                    story.append((at, ticket["assignee_id"], True, None))
+                if rng.random() < 0.15:
+                    at += timedelta(seconds=600)
+                    story.append((at, ticket["assignee_id"], False, None))  # an internal note
+                if rng.random() < 0.85:
+                    at += timedelta(seconds=int(rng.expovariate(1 / 40000)) + 60)
+                    story.append((at, ticket["assignee_id"], None, "solved"))
+                    if rng.random() < 0.1:
+                        at += timedelta(seconds=int(rng.expovariate(1 / 80000)) + 60)
+                        story.append((at, ticket["requester_id"], True, "open"))
+                        at += timedelta(seconds=int(rng.expovariate(1 / 9000)) + 60)
+                        story.append((at, ticket["assignee_id"], True, "solved"))
+            else:
+                at += timedelta(seconds=300)
+                story.append((at, ticket["assignee_id"], None, "open"))
+            first = True
+            for moment, author, public, status in story:
+                if moment > latest:
+                    break
+                plans.append((moment, number, {"author": author, "public": public, "status": status, "create": first}))
+                first = False
+            if rng.random() < 0.02:
+                plans.append((min(at + timedelta(hours=1), latest), number, {"author": BOT_ID, "delete": True}))
+        for moment, number, step in sorted(plans, key=lambda p: (p[0], p[1])):
+            self._apply_story_step(number, moment, step)
+
+    def _apply_story_step(self, number: int, moment: datetime, step: dict[str, Any]) -> None:
+        ticket = self.tickets[number]
+        children: list[dict[str, Any]] = []
+        if step.get("create"):
+            for name in ("status", "priority", "type"):
+                children.append({"event_type": "Create", name: ticket[name] if name != "status" else "new"})
+        if step.get("delete"):
+            children.append({"event_type": "Change", "status": "deleted", "previous_value": ticket["status"]})
+            ticket["status"] = "deleted"
+        if step.get("public") is not None:
+            body = ticket["description"] if step.get("create") else f"Message on ticket {number}"
+            children.append(self._comment(number, step["author"], body, bool(step["public"]), moment))
+        status = step.get("status")
+        if status and status != ticket["status"]:
+            children.append({"event_type": "Change", "status": status, "previous_value": ticket["status"]})
+            ticket["status"] = status
+        self._record(number, moment, step["author"], children)
+
+    def _comment(self, number: int, author: int, body: str, public: bool, moment: datetime) -> dict[str, Any]:
+        self._next_child_id += 1
+        comment = {
+            "id": self._next_child_id,
+            "type": "Comment",
+            "author_id": author,
+            "body": body,
+            "html_body": f"<div class=\"zd-comment\"><p>{body}</p></div>",
+            "public": public,
+            "attachments": [],
+            "created_at": _iso(moment),
+        }
+        self.comments[number].append(comment)
+        return {**comment, "event_type": "Comment"}
+
+    def _record(self, number: int, moment: datetime, updater: int, children: list[dict[str, Any]]) -> None:
+        ticket = self.tickets[number]
+        self._next_event_id += 1
+        for child in children:
+            if "id" not in child:
+                self._next_child_id += 1
+                child["id"] = self._next_child_id
+            child.setdefault("via", "Web form")
+            child.setdefault("via_reference_id", None)
+        event = {
+            "id": self._next_event_id,
+            "ticket_id": number,
+            "timestamp": _epoch(moment),
+            "created_at": _iso(moment),
+            "updater_id": updater,
+            "via": "Web form",
+            "system": {},
+            "metadata": {},
+            "event_type": "Audit",
+            "merged_ticket_ids": [],
+            "child_events": children,
+        }
+        self.events.append(event)
+        ticket["updated_at"] = _iso(moment)
+        ticket["generated_timestamp"] = _epoch(moment)
+
+    # -- changing the world from a test ---------------------------------------------------
+
+    def customer_replies(self, number: int, at: datetime | None = None) -> None:
+        """The requester writes again (reopening a solved ticket), as if by e-mail."""
+        with self._lock:
+            ticket = self.tickets[number]
+            moment = at or self.now()
+            children = [self._comment(number, ticket["requester_id"], "Any news?", True, moment)]
+            if ticket["status"] in ("solved", "pending"):
+                children.append({"event_type": "Change", "status": "open", "previous_value": ticket["status"]})
+                ticket["status"] = "open"
+            self._record(number, moment, ticket["requester_id"], children)
+
+    def agent_edits(self, number: int, *, tags: list[str] | None = None, at: datetime | None = None) -> None:
+        """An agent changes the ticket in the UI (moves ``updated_at``)."""
+        with self._lock:
+            ticket = self.tickets[number]
+            if tags is not None:
+                ticket["tags"] = list(tags)
+            self._record(number, at or self.now(), AGENT_IDS[1], [{"event_type": "Change", "tags": list(ticket["tags"])}])
+
+    def inject(self, kind: str, *, times: int = 1, path: str = "", retry_after: int | None = None, delay: float = 0.0) -> None:
+        self.faults.append(Fault(kind, times, path, retry_after, delay))
+
+    def count(self, path_part: str = "", method: str | None = None) -> int:
+        return sum(1 for m, p, _ in self.requests if path_part in p and (method is None or m == method))
+
+    def internal_notes(self, number: int) -> list[str]:
+        return [c["body"] for c in self.comments[number] if not c["public"]]
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    def transport(self) -> httpx.MockTransport:
+        """For an in-process ``httpx.Client(transport=...)``."""
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            return self._handle(request)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith(".json"):
+            path = path[: -len(".json")]
+        query = parse_qs(request.url.query.decode())
+        self.requests.append((request.method, path, query))
+        fault = self._take_fault(path)
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+            fault = None
+        if request.headers.get("Authorization") not in self.credentials:
+            return self._json(401, {"error": "Couldn't authenticate you"})
+        is_export = path.startswith("/api/v2/incremental/")
+        limited = self._rate_limited(is_export)
+        if limited is not None:
+            return limited
+        if fault is not None and fault.kind != "malformed":
+            return self._fault_response(fault)
+        response = self._route(request, path, query)
+        response.headers.update(self._rate_headers(is_export))
+        if fault is not None and fault.kind == "malformed" and response.status_code == 200:
+            return httpx.Response(200, headers={"Content-Type": "application/json"}, content=response.content[: len(response.content) // 2])
+        return response
+
+    def _route(self, request: httpx.Request, path: str, query: dict[str, list[str]]) -> httpx.Response:
+        parts = path.strip("/").split("/")
+        method = request.method
+        try:
+            body = json.loads(request.content) if request.content else {}
+        except json.JSONDecodeError:
+            return self._json(400, {"error": "InvalidValue", "description": "Request body is not valid JSON"})
+        if parts[:2] != ["api", "v2"] or len(parts) < 3:
+            return self._not_found()
+        rest = parts[2:]
+        if method == "GET" and rest == ["users", "me"]:
+            return self._json(200, {"user": self._user(BOT_ID)})
+        if method == "GET" and rest == ["users"]:
+            return self._list_users(query)
+        if method == "GET" and rest == ["incremental", "tickets", "cursor"]:
+            return self._export_tickets(query)
+        if method == "GET" and rest == ["incremental", "ticket_events"]:
+            return self._export_events(query)
+        if method == "GET" and rest == ["ticket_fields"]:
+            fields = self._ticket_fields()
+            return self._json(200, {"ticket_fields": fields, "next_page": None, "previous_page": None, "count": len(fields)})
+        if rest[:1] == ["tickets"] and len(rest) == 2 and rest[1] == "update_many" and method == "PUT":
+            return self._update_many(query, body)
+        if rest[:1] == ["tickets"] and len(rest) >= 2 and rest[1].isdigit():
+            number = int(rest[1])
+            ticket = self.tickets.get(number)
+            if ticket is None or ticket["status"] == "deleted":
+                return self._not_found()
+            if len(rest) == 2 and method == "GET":
+                return self._json(200, {"ticket": ticket})
+            if len(rest) == 2 and method == "PUT":
+                return self._update_ticket(number, body)
+            if rest[2:] == ["comments"] and method == "GET":
+                return self._json(200, {"comments": self.comments[number], "next_page": None, "previous_page": None, "count": len(self.comments[number])})
+        if method == "GET" and rest[:1] == ["job_statuses"] and len(rest) == 2:
+            return self._job_status(rest[1])
+        return self._not_found()
+
+    # -- exports --------------------------------------------------------------------------
+
+    def _visible_until(self) -> int:
+        """The one-minute exclusion: nothing changed in the last minute is exported."""
+        return _epoch(self.now()) - 60
+
+    def _export_tickets(self, query: dict[str, list[str]]) -> httpx.Response:
+        per_page = min(int(query.get("per_page", ["1000"])[0]), 1000)
+        limit = self._visible_until()
+        if "cursor" in query:
+            try:
+                decoded = base64.b64decode(query["cursor"][0]).decode()
+                stamp_text, _, rest = decoded.partition("||")
+                position = (int(float(stamp_text)), int(rest.strip("|")))
+            except (ValueError, UnicodeDecodeError):
+                return self._json(400, {"error": "InvalidCursor", "description": "The cursor is not valid"})
+        elif "start_time" in query:
+            start = int(query["start_time"][0])
+            if start > limit:
+                return self._json(400, {"error": "InvalidValue", "description": "start_time is too recent: it must be at least one minute in the past"})
+            position = (start - 1, 2**62)
+        else:
+            return self._json(400, {"error": "InvalidValue", "description": "start_time or cursor is required"})
+        exclude_deleted = query.get("exclude_deleted", ["false"])[0] == "true"
+        ordered = sorted(self.tickets.values(), key=lambda t: (t["generated_timestamp"], t["id"]))
+        after = [t for t in ordered if (t["generated_timestamp"], t["id"]) > position and t["generated_timestamp"] <= limit]
+        page = after[:per_page]
+        end_of_stream = len(after) <= per_page
+        last = (page[-1]["generated_timestamp"], page[-1]["id"]) if page else position
+        cursor = base64.b64encode(f"{last[0]}.0||{last[1]}|".encode()).decode()
+        visible = [t for t in page if not (exclude_deleted and t["status"] == "deleted")]
+        payload: dict[str, Any] = {
+            "tickets": [self._export_view(t) for t in visible],
+            "after_cursor": cursor,
+            "after_url": f"{self.base_url}/api/v2/incremental/tickets/cursor.json?{urlencode({'cursor': cursor, 'per_page': per_page})}",
+            "before_cursor": None,
+            "before_url": None,
+            "end_of_stream": end_of_stream,
+        }
+        includes = set(",".join(query.get("include", [])).split(","))
+        if "organizations" in includes:
+            org_ids = sorted({t["organization_id"] for t in visible if t["organization_id"]})
+            payload["organizations"] = [{"id": o, "name": ORGANIZATIONS[o], "url": f"{self.base_url}/api/v2/organizations/{o}.json"} for o in org_ids]
+        if "groups" in includes:
+            group_ids = sorted({t["group_id"] for t in visible if t["group_id"]})
+            payload["groups"] = [{"id": g, "name": GROUPS[g]} for g in group_ids]
+        return self._json(200, payload)
+
+    def _export_view(self, ticket: dict[str, Any]) -> dict[str, Any]:
+        if ticket["status"] != "deleted":
+            return ticket
+        # A deleted ticket stays in the export, scrubbed down to a few fields.
+        keep = ("url", "id", "status", "priority", "type", "created_at", "updated_at", "generated_timestamp",
+                "requester_id", "assignee_id", "group_id", "organization_id", "tags", "custom_fields")
+        return {key: ticket[key] for key in keep}
+
+    def _export_events(self, query: dict[str, list[str]]) -> httpx.Response:
+        if "start_time" not in query:
+            return self._json(400, {"error": "InvalidValue", "description": "start_time is required"})
+        start = int(query["start_time"][0])
+        limit = self._visible_until()
+        if start > limit:
+            return self._json(400, {"error": "InvalidValue", "description": "start_time is too recent: it must be at least one minute in the past"})
+        per_page = min(int(query.get("per_page", ["1000"])[0]), 1000)
+        with_comments = "comment_events" in ",".join(query.get("include", []))
+        stamps = [e["timestamp"] for e in self.events]
+        first = bisect.bisect_left(stamps, start)
+        last = bisect.bisect_right(stamps, limit)
+        page = self.events[first:min(last, first + per_page)]
+        end_time = page[-1]["timestamp"] if page else start
+        rendered = [self._event_view(e, with_comments) for e in page]
+        return self._json(
+            200,
+            {
+                "ticket_events": rendered,
+                "count": len(rendered),
+                "end_time": end_time,
+                "next_page": f"{self.base_url}/api/v2/incremental/ticket_events.json?{urlencode({'start_time': end_time})}",
+                "end_of_stream": len(page) < per_page,
+            },
+        )
+
+    @staticmethod
+    def _event_view(event: dict[str, Any], with_comments: bool) -> dict[str, Any]:
+        children = []
+        for child in event["child_events"]:
+            if child["event_type"] == "Comment" and not with_comments:
+                children.append({"id": child["id"], "via": child["via"], "via_reference_id": None,
+                                 "comment_present": True, "comment_public": child["public"], "event_type": "Comment"})
+            else:
+                children.append(child)
+        return {**event, "child_events": children}
+
+    def _list_users(self, query: dict[str, list[str]]) -> httpx.Response:
+        roles = set(query.get("role[]", [])) or {"agent", "admin", "end-user"}
+        users = [self._user(uid) for uid in AGENT_IDS if {"agent", "admin"} & roles]
+        size = min(int(query.get("page[size]", ["100"])[0]), 100)
+        after = int(query.get("page[after]", ["0"])[0] or 0)
+        rest = [u for u in users if u["id"] > after]
+        page = rest[:size]
+        more = len(rest) > size
+        cursor = str(page[-1]["id"]) if page else None
+        return self._json(200, {
+            "users": page,
+            "meta": {"has_more": more, "after_cursor": cursor if more else None, "before_cursor": None},
+            "links": {"next": f"{self.base_url}/api/v2/users.json?page[after]={cursor}&page[size]={size}" if more else None, "prev": None},
+        })
+
+    def _user(self, uid: int) -> dict[str, Any]:
+        return {"id": uid, "name": "SLA Bot" if uid == BOT_ID else f"Agent {uid}",
+                "email": self.email if uid == BOT_ID else f"agent{uid}@provider.example",
+                "role": "admin" if uid == BOT_ID else "agent", "active": True}
+
+    @staticmethod
+    def _ticket_fields() -> list[dict[str, Any]]:
+        def system(fid: int, kind: str, title: str, options: list[str] | None = None) -> dict[str, Any]:
+            field = {"id": fid, "type": kind, "title": title, "active": True, "removable": False}
+            if options:
+                field["system_field_options"] = [{"name": o.title(), "value": o} for o in options]
+            return field
+
+        return [
+            system(1, "subject", "Subject"),
+            system(2, "status", "Status", ["new", "open", "pending", "hold", "solved", "closed"]),
+            system(3, "priority", "Priority", ["urgent", "high", "normal", "low"]),
+            system(4, "tickettype", "Type", ["problem", "incident", "question", "task"]),
+            system(5, "group", "Group"),
+            system(6, "assignee", "Assignee"),
+            {"id": SERVICE_FIELD, "type": "tagger", "title": "Service", "active": True, "removable": True,
+             "custom_field_options": [{"id": 900 + i, "name": s.title(), "value": s} for i, s in enumerate(SERVICES)]},
+            {"id": SLA_STATUS_FIELD, "type": "text", "title": "SLA status", "active": True, "removable": True},
+        ]
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _update_ticket(self, number: int, body: dict[str, Any]) -> httpx.Response:
+        ticket = self.tickets[number]
+        change = body.get("ticket")
+        if not isinstance(change, dict):
+            return self._json(400, {"error": "InvalidValue", "description": "ticket is required"})
+        if change.get("safe_update") and change.get("updated_stamp") != ticket["updated_at"]:
+            return self._json(409, {"error": "DatabaseConflict", "description": "Database collision"})
+        invalid = self._invalid_fields(change.get("custom_fields", []))
+        if invalid:
+            return invalid
+        children = self._apply_change(number, change)
+        self._record(number, self.now(), BOT_ID, children)
+        audit = {"id": self.events[-1]["id"], "ticket_id": number, "created_at": ticket["updated_at"], "author_id": BOT_ID, "events": children}
+        return self._json(200, {"ticket": ticket, "audit": audit})
+
+    def _invalid_fields(self, custom_fields: list[dict[str, Any]]) -> httpx.Response | None:
+        known = {SERVICE_FIELD, SLA_STATUS_FIELD}
+        unknown = [f.get("id") for f in custom_fields if f.get("id") not in known]
+        if not unknown:
+            return None
+        return self._json(422, {"error": "RecordInvalid", "description": "Record validation errors",
+                                "details": {"base": [{"description": f"Unknown ticket field {fid}", "error": None, "ticket_field_id": fid}
+                                                     for fid in unknown]}})
+
+    def _apply_change(self, number: int, change: dict[str, Any]) -> list[dict[str, Any]]:
+        ticket = self.tickets[number]
+        children: list[dict[str, Any]] = []
+        comment = change.get("comment")
+        if isinstance(comment, dict) and (comment.get("body") or comment.get("html_body")):
+            public = comment.get("public", True)  # Zendesk's default is a public reply
+            children.append(self._comment(number, BOT_ID, comment.get("body") or comment["html_body"], bool(public), self.now()))
+        for item in change.get("custom_fields", []):
+            for current in ticket["custom_fields"]:
+                if current["id"] == item["id"] and current["value"] != item.get("value"):
+                    current["value"] = item.get("value")
+                    children.append({"event_type": "Change", "field_name": str(item["id"]), "value": item.get("value")})
+        tags = list(ticket["tags"])
+        if "tags" in change:
+            tags = list(dict.fromkeys(change["tags"]))
+        tags += [t for t in change.get("additional_tags", []) if t not in tags]
+        tags = [t for t in tags if t not in set(change.get("remove_tags", []))]
+        if tags != ticket["tags"]:
+            ticket["tags"] = tags
+            children.append({"event_type": "Change", "tags": tags})
+        for name in ("status", "priority"):
+            if name in change and change[name] != ticket[name]:
+                children.append({"event_type": "Change", name: change[name], "previous_value": ticket[name]})
+                ticket[name] = change[name]
+        return children
+
+    def _update_many(self, query: dict[str, list[str]], body: dict[str, Any]) -> httpx.Response:
+        ids = [int(i) for i in ",".join(query.get("ids", [])).split(",") if i.strip()]
+        change = body.get("ticket")
+        if not ids or not isinstance(change, dict) or len(ids) > 100:
+            return self._json(400, {"error": "InvalidValue", "description": "ids (at most 100) and ticket are required"})
+        job = _Job(id=f"{len(self.jobs) + 1:032x}", ticket_ids=ids, change=change)
+        self.jobs[job.id] = job
+        return self._json(200, {"job_status": self._job_view(job)})
+
+    def _job_status(self, job_id: str) -> httpx.Response:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return self._not_found()
+        if job.status == "queued":
+            job.status = "working"
+        elif job.status == "working":
+            for index, number in enumerate(job.ticket_ids):
+                ticket = self.tickets.get(number)
+                if ticket is None or ticket["status"] == "deleted":
+                    job.results.append({"index": index, "id": number, "action": "update", "success": False,
+                                        "error": "TicketNotFound", "details": f"Ticket {number} not found"})
+                    continue
+                children = self._apply_change(number, job.change)
+                if children:
+                    self._record(number, self.now(), BOT_ID, children)
+                job.results.append({"index": index, "id": number, "action": "update", "success": True, "status": "Updated"})
+            job.status = "completed"
+        return self._json(200, {"job_status": self._job_view(job)})
+
+    def _job_view(self, job: _Job) -> dict[str, Any]:
+        done = job.status == "completed"
+        return {
+            "id": job.id,
+            "url": f"{self.base_url}/api/v2/job_statuses/{job.id}.json",
+            "job_type": "Bulk Update",
+            "status": job.status,
+            "total": len(job.ticket_ids),
+            "progress": len(job.ticket_ids) if done else 0,
+            "message": f"Completed at {self.now():%Y-%m-%d %H:%M:%S} +0000" if done else None,
+            "results": job.results if done else None,
+        }
+
+    # -- limits, faults, errors -----------------------------------------------------------
+
+    def _rate_limited(self, is_export: bool) -> httpx.Response | None:
+        now = self.now().timestamp()
+        while self._recent and self._recent[0][0] <= now - 60:
+            self._recent.popleft()
+        used = len(self._recent)
+        exports = sum(1 for _, export in self._recent if export)
+        if used >= self.account_limit or (is_export and exports >= self.export_limit):
+            pool = [t for t, export in self._recent if export or not is_export] if is_export else [t for t, _ in self._recent]
+            wait = max(1, int(pool[0] + 60 - now + 0.999))
+            kind = "incremental export" if is_export and exports >= self.export_limit else ""
+            return self._json(
+                429,
+                {"error": "APIRateLimitExceeded", "description": f"Number of allowed {kind + ' ' if kind else ''}API requests per minute exceeded"},
+                headers={"Retry-After": str(wait), **self._rate_headers(is_export)},
+            )
+        self._recent.append((now, is_export))
+        return None
+
+    def _rate_headers(self, is_export: bool) -> dict[str, str]:
+        now = self.now().timestamp()
+        used = sum(1 for t, _ in self._recent if t > now - 60)
+        headers = {"X-Rate-Limit": str(self.account_limit), "X-Rate-Limit-Remaining": str(max(0, self.account_limit - used))}
+        if is_export:
+            exports = [t for t, export in self._recent if export and t > now - 60]
+            resets = int(exports[0] + 60 - now + 0.999) if exports else 60
+            remaining = max(0, self.export_limit - len(exports))
+            headers["Zendesk-RateLimit-incremental-exports"] = f"total={self.export_limit}; remaining={remaining}; resets={max(resets, 1)}"
+        return headers
+
+    def _take_fault(self, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.times > 0 and fault.path in path:
+                fault.times -= 1
+                return fault
+        return None
+
+    def _fault_response(self, fault: Fault) -> httpx.Response:
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        if fault.kind == "429":
+            return self._json(429, {"error": "APIRateLimitExceeded", "description": "Number of allowed API requests per minute exceeded"}, headers=headers)
+        if fault.kind == "429_text":
+            return httpx.Response(429, headers={"Content-Type": "text/plain", **headers}, text="Too Many Requests")
+        if fault.kind in ("500", "503", "504"):
+            return httpx.Response(int(fault.kind), headers={"Content-Type": "text/html", **headers}, text="<html><body>Service Unavailable</body></html>")
+        raise ValueError(f"unknown fault kind {fault.kind!r}")
+
+    @staticmethod
+    def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+        return httpx.Response(status, headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})}, content=json.dumps(payload).encode())
+
+    def _not_found(self) -> httpx.Response:
+        return self._json(404, {"error": "RecordNotFound", "description": "Not found"})
+
+    # -- on a loopback port ---------------------------------------------------------------
+
+    @contextmanager
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+        """Serve on a loopback port for the duration of the block; yields the base URL."""
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("the sandbox only listens on loopback addresses")
+        sandbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                content = self.rfile.read(length) if length else b""
+                request = httpx.Request(self.command, f"http://{host}{self.path}", headers=dict(self.headers), content=content)
+                response = sandbox.handle(request)
+                body = response.content
+                self.send_response(response.status_code)
+                for key, value in response.headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = _any
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                return
+
+        server = ThreadingHTTPServer((host, port), Handler)
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, name="zendesk-sandbox", daemon=True)
+        thread.start()
+        try:
+            yield f"http://{host}:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
