@@ -328,6 +328,46 @@ def _check_one_source(config: Config, name: str) -> dict[str, Any]:
     return result
 
 
+# -- fields ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("source")
+@json_option
+@global_options
+def fields(source: str, as_json: bool) -> None:
+    """List a source's ticket fields (id, title, type, options) to map in the config.
+
+    The ID column is what to write in sources.NAME.fields (e.g. customer = "custom_field:ID")
+    and in writeback.status_field.
+
+    \b
+    Example:
+        sla-bridge fields zendesk-prod
+    """
+    from connectors import open_connector
+
+    state = _setup()
+    config = state.config()
+    if source not in config.sources:
+        known = ", ".join(sorted(config.sources)) or "none"
+        raise ConfigError(f"no source named {source!r} in the config; known: {known}", file=str(config.path) if config.path else None)
+    config.source_secret(source)  # a ConfigError naming the key if the secret is not there
+    connector = open_connector(config, source)
+    try:
+        found = connector.list_fields()
+    finally:
+        connector.http.client.close()
+    if as_json:
+        click.echo(json.dumps([{"id": f.id, "title": f.title, "type": f.type, "options": f.options} for f in found], indent=2))
+        return
+    width = max([len(f.id) for f in found] + [2])
+    click.echo(f"{'ID'.ljust(width)}  {'TYPE'.ljust(12)}  TITLE (options)")
+    for item in found:
+        options = f" ({', '.join(item.options)})" if item.options else ""
+        click.echo(f"{item.id.ljust(width)}  {item.type.ljust(12)}  {item.title}{options}")
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     echo = click.echo
     echo(f"Config {summary['config']} is valid.")
