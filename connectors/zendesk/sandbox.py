@@ -101,6 +101,7 @@ class ZendeskSandbox:
         self.account_limit = account_limit_per_minute
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
+        self.statuses: list[int] = []  # the status served for each request, in order
         self.tickets: dict[int, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []  # the ticket-event export, in (timestamp, id) order
         self.comments: dict[int, list[dict[str, Any]]] = {}
@@ -288,7 +289,9 @@ class ZendeskSandbox:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         with self._lock:
-            return self._handle(request)
+            response = self._handle(request)
+            self.statuses.append(response.status_code)
+            return response
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
