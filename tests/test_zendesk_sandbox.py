@@ -100,3 +100,37 @@ def test_internal_notes_show_up_on_re_read_and_public_defaults_to_true():
         client.put("/api/v2/tickets/2.json", json={"ticket": {"comment": {"body": "hello customer"}}})
         comments = client.get("/api/v2/tickets/2/comments.json").json()["comments"]
     assert [(c["body"], c["public"]) for c in comments[-2:]] == [("internal [sla-bridge:x]", False), ("hello customer", True)]
+
+
+def connector_for(sandbox: ZendeskSandbox, monkeypatch, auth: dict) -> ZendeskConnector:
+    monkeypatch.setenv("ZD_SECRET", "sandbox-oauth-token" if "oauth_token_env" in auth else "sandbox-token")
+    config = load_config(data={"sources": {"zd": {"system": "zendesk", "url": "https://sandbox.zendesk.com", "auth": auth}}}, environ=False)
+    client = build_client(config.sources["zd"].url, http=config.http, transport=sandbox.transport(),
+                          auth=ZendeskConnector.auth(config.sources["zd"], config.source_secret("zd")))
+    return ZendeskConnector("zd", config.sources["zd"], SourceClient("zd", client, RetryPolicy(sleep=lambda s: None)))
+
+
+def test_oauth_bearer_tokens_work_as_well_as_api_tokens(monkeypatch):
+    sandbox = ZendeskSandbox(5, anchor=ANCHOR, clock=lambda: ANCHOR)
+    bearer = connector_for(sandbox, monkeypatch, {"oauth_token_env": "ZD_SECRET"})
+    assert bearer.check_credentials().account == "SLA Bot <sla-bot@example.com>"
+
+
+def test_bulk_write_back_groups_same_changes_and_keeps_other_tags(monkeypatch):
+    from bridge.model import WritebackPlan
+
+    sandbox = ZendeskSandbox(200, anchor=ANCHOR, clock=lambda: ANCHOR)
+    connector = connector_for(sandbox, monkeypatch, {"email": "sla-bot@example.com", "token_env": "ZD_SECRET"})
+    live = [n for n in sorted(sandbox.tickets) if sandbox.tickets[n]["status"] != "deleted"]
+    gone = next(n for n in sorted(sandbox.tickets) if sandbox.tickets[n]["status"] == "deleted")
+    at_risk = [WritebackPlan(f"zd:{n}", str(n), add_tags=["sla_at_risk"]) for n in live[:149] + [gone]]
+    first, second = live[149], live[150]
+    breached = [WritebackPlan(f"zd:{n}", str(n), add_tags=["sla_breached"], remove_tags=["sla_at_risk"]) for n in (first, second)]
+    sandbox.tickets[first]["tags"].append("sla_at_risk")
+    before = {n: list(sandbox.tickets[n]["tags"]) for n in live}
+    results = {r.ticket_id: r for r in connector.apply_all(at_risk + breached)}
+    assert sandbox.count("/tickets/update_many", "PUT") == 3  # 100 + 50 at risk, 2 breached
+    assert len(results) == 152 and [t for t, r in results.items() if not r.sent] == [f"zd:{gone}"]
+    assert results[f"zd:{gone}"].detail == f"Ticket {gone} not found"
+    assert sandbox.tickets[live[0]]["tags"] == before[live[0]] + ["sla_at_risk"]
+    assert sandbox.tickets[first]["tags"] == [t for t in before[first] if t != "sla_at_risk"] + ["sla_breached"]
