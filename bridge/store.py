@@ -16,6 +16,7 @@ import json
 import os
 import sqlite3
 import stat
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -169,6 +170,13 @@ def _ticket_tags(db: sqlite_utils.Database) -> None:
     db["tickets"].add_column("tags", str)
 
 
+@migrations(name="0003_writeback_pending")
+def _writeback_pending(db: sqlite_utils.Database) -> None:
+    # `value` stays the last confirmed push; `pending` holds an intent until it is confirmed, so a
+    # crash or an unknown outcome never loses track of what is on the ticket.
+    db["writebacks"].add_column("pending", str)
+
+
 @dataclass(frozen=True, slots=True)
 class PageCounts:
     tickets: int
@@ -214,7 +222,7 @@ class Store:
     def _prepare(self) -> None:
         self.db.execute("PRAGMA busy_timeout = 30000")
         if self.path is not None:
-            self.db.enable_wal()
+            self._enable_wal()
         if migrations.pending(self.db):
             # Two runs opening a new store at once: the write lock makes the second wait, then
             # find nothing pending (apply re-reads inside the transaction; savepoints nest).
@@ -225,6 +233,19 @@ class Store:
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
+
+    def _enable_wal(self) -> None:
+        # Switching a new file to WAL needs it to itself; SQLite answers "locked" at once, without
+        # the busy timeout, when another process is opening it too. Wait for it, bounded.
+        for attempt in range(300):
+            try:
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.db.enable_wal()
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == 299:
+                    raise
+                time.sleep(0.1)
 
     def close(self) -> None:
         self.db.close()
@@ -294,6 +315,92 @@ class Store:
 
     def count(self, table: str) -> int:
         return self.db[table].count
+
+    def load(self, ticket_ids: list[str]) -> list[tuple[Ticket, list[TicketEvent]]]:
+        """Tickets with their events, in the order of ``ticket_ids`` (missing ids are left out)."""
+        found: list[tuple[Ticket, list[TicketEvent]]] = []
+        for offset in range(0, len(ticket_ids), 500):
+            chunk = ticket_ids[offset : offset + 500]
+            marks = ",".join("?" * len(chunk))
+            tickets = {row["id"]: _ticket_from_row(row) for row in self.db.query(f"select * from tickets where id in ({marks})", chunk)}
+            events: dict[str, list[TicketEvent]] = {}
+            for row in self.db.query(f"select * from ticket_events where ticket_id in ({marks}) order by ticket_id, at, event_id", chunk):
+                events.setdefault(row["ticket_id"], []).append(_event_from_row(row))
+            found.extend((tickets[i], events.get(i, [])) for i in chunk if i in tickets)
+        return found
+
+    def ticket_ids(self, *, source: str | None = None, pulled_after: str | None = None) -> list[str]:
+        sql, args = "select id from tickets where 1=1", []
+        if source is not None:
+            sql, args = sql + " and source = ?", [*args, source]
+        if pulled_after is not None:
+            sql, args = sql + " and pulled_at > ?", [*args, pulled_after]
+        return [row[0] for row in self.db.execute(sql + " order by id", args).fetchall()]
+
+    def open_clock_ticket_ids(self, source: str | None = None) -> list[str]:
+        """Tickets with a clock still running or paused: their state moves with time."""
+        sql = "select distinct c.ticket_id from sla_clocks c join tickets t on t.id = c.ticket_id where c.stopped_at is null"
+        args: list[Any] = []
+        if source is not None:
+            sql, args = sql + " and t.source = ?", [source]
+        return [row[0] for row in self.db.execute(sql, args).fetchall()]
+
+    def replace_clocks(self, ticket_id: str, rows: list[dict[str, Any]]) -> int:
+        """Make ``rows`` the ticket's clocks; returns how many clocks changed state or deadline."""
+        keys = ("state", "at_risk", "due_at", "breached_at", "stopped_at", "policy_version", "target_seconds")
+        old = {(r["metric"], r["cycle"]): tuple(r[k] for k in keys) for r in self.db["sla_clocks"].rows_where("ticket_id = ?", [ticket_id])}
+        new = {(r["metric"], r["cycle"]): tuple(r[k] for k in keys) for r in rows}
+        changed = sum(1 for key in new.keys() | old.keys() if new.get(key) != old.get(key))
+        if changed:
+            self.db.execute("delete from sla_clocks where ticket_id = ?", [ticket_id])
+            if rows:
+                self.db["sla_clocks"].insert_all(rows, pk=("ticket_id", "metric", "cycle"))
+        return changed
+
+    def mark(self, name: str) -> str | None:
+        return self.cursor("_sla-bridge", name)
+
+    def set_mark(self, name: str, value: str) -> None:
+        self._write_cursor("_sla-bridge", name, value, _now())
+
+    # -- the write-back journal -------------------------------------------------------------
+
+    def journal(self, ticket_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for offset in range(0, len(ticket_ids), 500):
+            chunk = ticket_ids[offset : offset + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.query(f"select * from writebacks where ticket_id in ({marks})", chunk):
+                rows.setdefault(row["ticket_id"], []).append(row)
+        return rows
+
+    def journal_intend(self, run_id: int, entries: list[tuple[str, str, str]]) -> None:
+        """Before a push: (ticket_id, item, value) is about to be sent. One transaction."""
+        at = _now()
+        with self.db.atomic():
+            for ticket_id, item, value in entries:
+                self.db.execute(
+                    "insert into writebacks (ticket_id, item, pending, state, run_id, updated_at) values (?, ?, ?, 'intent', ?, ?) "
+                    "on conflict (ticket_id, item) do update set pending = excluded.pending, state = 'intent', "
+                    "run_id = excluded.run_id, updated_at = excluded.updated_at",
+                    [ticket_id, item, value, run_id, at],
+                )
+
+    def journal_confirm(self, ticket_id: str, items: list[str] | None = None) -> None:
+        """After a push the source accepted: the pending values become the confirmed ones."""
+        sql = "update writebacks set value = pending, pending = null, state = 'sent', updated_at = ? where ticket_id = ? and state = 'intent'"
+        args: list[Any] = [_now(), ticket_id]
+        if items is not None:
+            sql += f" and item in ({','.join('?' * len(items))})"
+            args += items
+        with self.db.atomic():
+            self.db.execute(sql, args)
+
+    def intents(self, source: str) -> list[dict[str, Any]]:
+        """Journal entries whose push was started but never confirmed (a crash, an unknown outcome)."""
+        return list(self.db.query(
+            "select w.*, t.external_id from writebacks w join tickets t on t.id = w.ticket_id "
+            "where w.state = 'intent' and t.source = ?", [source]))
 
     # -- runs -----------------------------------------------------------------------------
 
