@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import tempfile
+import time
 import tomllib
 import traceback
 from collections.abc import Callable
@@ -230,10 +232,10 @@ def check(online: bool, as_json: bool) -> None:
         click.get_current_context().exit(exit_code)
 
 
-def _require_secrets(config: Config) -> None:
+def _require_secrets(config: Config, names: list[str] | None = None) -> None:
     """Every source's secret must be readable before anything is sent: one error listing all."""
     problems: list[str] = []
-    for name in config.sources:
+    for name in names if names is not None else config.sources:
         try:
             config.source_secret(name)
         except ConfigError as error:
@@ -326,6 +328,292 @@ def _check_one_source(config: Config, name: str) -> dict[str, Any]:
             connector.http.client.close()
     result["requests"] = connector.http.requests_made if connector else 0
     return result
+
+
+# -- pull, evaluate, push, sync --------------------------------------------------------------
+
+
+def source_options(command: F) -> F:
+    command = click.option("--source", "sources", multiple=True, metavar="NAME",
+                           help="Only this source (repeatable; default: every source).")(command)
+    return command
+
+
+def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    from bridge.model import from_iso
+
+    try:
+        return from_iso(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an instant with an offset, e.g. 2026-11-30T23:59:59Z") from None
+
+
+def now_option(command: F) -> F:
+    return click.option("--now", callback=_instant, metavar="INSTANT",
+                        help="Evaluate as of this instant (ISO 8601 with offset) instead of the current time.")(command)
+
+
+def dry_run_option(command: F) -> F:
+    return click.option("--dry-run", is_flag=True, help="Print the write-back plan per ticket; write nothing to any source.")(command)
+
+
+def run_pipeline(command: str, phases: tuple[str, ...], sources: tuple[str, ...], *, dry_run: bool = False,
+                 now: Any = None, transports: dict[str, Any] | None = None,
+                 quiet: bool = False) -> tuple[int, dict[str, Any], dict[str, list[Any]]]:
+    """Lock the store, run the phases, record the run; (exit code, per-source report, plans)."""
+    from datetime import datetime, timezone
+
+    from bridge.lock import RunLock
+    from bridge.sync import Sync
+
+    state = _state()
+    config = state.config()
+    names = list(sources) or sorted(config.sources)
+    unknown = [n for n in names if n not in config.sources]
+    if unknown:
+        raise ConfigError(f"--source {unknown[0]!r}: no such source; known: {', '.join(sorted(config.sources)) or 'none'}",
+                          file=str(config.path) if config.path else None)
+    if "pull" in phases or "push" in phases:
+        _require_secrets(config, names)
+    store_path = config.store_path(state.db)
+    began = time.monotonic()
+    with RunLock(store_path, command), Store.open(store_path) as store:
+        run_id = store.start_run(command + (" --dry-run" if dry_run else ""))
+        sync = Sync(config, store, now=now or datetime.now(timezone.utc), run_id=run_id, transports=transports,
+                    progress=_progress if sys.stderr.isatty() and not quiet else None)
+        planned: dict[str, list[Any]] = {}
+        try:
+            if "pull" in phases:
+                sync.pull(names)
+            if "evaluate" in phases:
+                sync.evaluate(names)
+            if "push" in phases:
+                planned = sync.push(names, dry_run=dry_run)
+        except BaseException as error:
+            sync.close()
+            store.finish_run(run_id, exit_code=EXIT_FAILURE, sources=sync.report(), error=f"{type(error).__name__}: {error}")
+            raise
+        sync.close()
+        report = sync.report()
+        failed = [name for name in names if report.get(name, {}).get("error")]
+        exit_code = EXIT_PARTIAL if failed else EXIT_OK
+        store.finish_run(run_id, exit_code=exit_code, sources=report)
+    if sys.stderr.isatty() and not quiet and "pull" in phases:
+        click.echo("", err=True)
+    report["_seconds"] = round(time.monotonic() - began, 2)  # type: ignore[assignment]
+    return exit_code, report, planned
+
+
+def _progress(source: str, records: int) -> None:
+    click.echo(f"\rpulling {source}: {records:,} records", nl=False, err=True)
+
+
+def _finish(command: str, exit_code: int, report: dict[str, Any], planned: dict[str, list[Any]], *, dry_run: bool, as_json: bool) -> None:
+    seconds = report.pop("_seconds", 0)
+    if as_json:
+        click.echo(redact(json.dumps({"command": command, "exit_code": exit_code, "seconds": seconds, "sources": report,
+                                      "plans": {s: [_plan_doc(p) for p in plans] for s, plans in planned.items()} if dry_run else None},
+                                     indent=2, default=str)))
+    else:
+        if dry_run:
+            for source, plans in planned.items():
+                click.echo(f"{source}: {len(plans)} ticket(s) would be written (dry run: nothing sent)")
+                for plan in plans:
+                    click.echo(f"  {plan.ticket_id}: {_describe_plan(plan)}")
+        totals = {key: sum(s.get(key, 0) for s in report.values()) for key in
+                  ("tickets_pulled", "events_pulled", "tickets_evaluated", "clocks_changed", "writes_sent", "notes_sent", "conflicts", "quarantined")}
+        click.echo(
+            f"{command}: {len(report)} source(s), {totals['tickets_pulled']:,} tickets and {totals['events_pulled']:,} events pulled, "
+            f"{totals['tickets_evaluated']:,} tickets evaluated, {totals['clocks_changed']:,} clocks changed, "
+            f"{totals['writes_sent']:,} writes sent ({totals['notes_sent']:,} notes)"
+            + (f", {totals['conflicts']} conflicts left for the next run" if totals["conflicts"] else "")
+            + (f", {totals['quarantined']} records quarantined" if totals["quarantined"] else "")
+            + f" in {seconds:.1f}s"
+        )
+        for name, stats in report.items():
+            if stats.get("unmapped"):
+                click.echo(f"Warning: source {name!r}: unmapped values kept raw: "
+                           + ", ".join(f"{k} ({v})" for k, v in stats["unmapped"].items()), err=True)
+    for name, stats in report.items():
+        if stats.get("error"):
+            click.echo(f"Error: {stats['error']}", err=True)
+    if exit_code:
+        click.get_current_context().exit(exit_code)
+
+
+def _plan_doc(plan: Any) -> dict[str, Any]:
+    return {"ticket_id": plan.ticket_id, "set_fields": plan.set_fields, "add_tags": plan.add_tags,
+            "remove_tags": plan.remove_tags, "notes": [n.marker for n in plan.notes]}
+
+
+def _describe_plan(plan: Any) -> str:
+    parts = [f"set {k} = {v!r}" for k, v in plan.set_fields.items()]
+    parts += [f"add tag {t}" for t in plan.add_tags] + [f"remove tag {t}" for t in plan.remove_tags]
+    parts += [f"internal note {n.marker}" for n in plan.notes]
+    return "; ".join(parts)
+
+
+@cli.command()
+@source_options
+@now_option
+@json_option
+@global_options
+def pull(sources: tuple[str, ...], now: Any, as_json: bool) -> None:
+    """Pull changed tickets and their history from the sources into the store.
+
+    \b
+    Example:
+        sla-bridge pull --source zendesk-prod
+    """
+    _setup()
+    code, report, planned = run_pipeline("pull", ("pull",), sources, now=now)
+    _finish("pull", code, report, planned, dry_run=False, as_json=as_json)
+
+
+@cli.command()
+@source_options
+@now_option
+@json_option
+@global_options
+def evaluate(sources: tuple[str, ...], now: Any, as_json: bool) -> None:
+    """Evaluate the SLA clocks of tickets that changed, and of clocks still running.
+
+    \b
+    Example:
+        sla-bridge evaluate
+    """
+    _setup()
+    code, report, planned = run_pipeline("evaluate", ("evaluate",), sources, now=now)
+    _finish("evaluate", code, report, planned, dry_run=False, as_json=as_json)
+
+
+@cli.command()
+@source_options
+@dry_run_option
+@now_option
+@json_option
+@global_options
+def push(sources: tuple[str, ...], dry_run: bool, now: Any, as_json: bool) -> None:
+    """Write SLA status, tags and breach notes back to the tickets: only what changed.
+
+    \b
+    Example:
+        sla-bridge push --dry-run
+    """
+    _setup()
+    code, report, planned = run_pipeline("push", ("push",), sources, dry_run=dry_run, now=now)
+    _finish("push", code, report, planned, dry_run=dry_run, as_json=as_json)
+
+
+@cli.command()
+@source_options
+@dry_run_option
+@now_option
+@json_option
+@global_options
+def sync(sources: tuple[str, ...], dry_run: bool, now: Any, as_json: bool) -> None:
+    """Pull, evaluate and push in one locked run: what cron runs. Quiet on success.
+
+    Exit 0 ok, 3 when a source failed (the others still ran; the next run resumes), 75 when
+    another run holds the lock.
+
+    \b
+    Example:
+        */5 * * * * sla-bridge --config /etc/sla-bridge.toml sync
+    """
+    _setup()
+    code, report, planned = run_pipeline("sync", ("pull", "evaluate", "push"), sources, dry_run=dry_run, now=now)
+    _finish("sync", code, report, planned, dry_run=dry_run, as_json=as_json)
+
+
+# -- status ---------------------------------------------------------------------------------
+
+_STATUS_SQL = """
+select t.key, t.source, t.customer, t.priority, c.ticket_id, c.metric, c.cycle, c.state, c.target_seconds,
+       c.elapsed_seconds, c.due_at, c.breached_at, c.at_risk, c.stopped_at
+from sla_clocks c join tickets t on t.id = c.ticket_id
+where c.stopped_at is null or c.state = 'breached'
+order by case when c.state = 'breached' and c.stopped_at is null then 0 when c.state = 'breached' then 2
+              when c.at_risk then 1 else 3 end,
+         (c.elapsed_seconds - c.target_seconds) desc, c.due_at
+"""
+
+
+@cli.command()
+@click.argument("ticket", required=False)
+@click.option("--limit", type=int, default=50, show_default=True, help="Rows in the table (0: all).")
+@json_option
+@global_options
+def status(ticket: str | None, limit: int, as_json: bool) -> None:
+    """Show running, at-risk and breached clocks, worst first; or one ticket's timeline.
+
+    TICKET is a ticket id (zd:123) or key (#123, SUP-12).
+
+    \b
+    Examples:
+        sla-bridge status
+        sla-bridge status zendesk-prod:4711
+    """
+    state = _setup()
+    config = state.config()
+    with Store.open(config.store_path(state.db)) as store:
+        if ticket:
+            _timeline(store, ticket, as_json)
+            return
+        rows = list(store.db.query(_STATUS_SQL + (f" limit {int(limit)}" if limit and not as_json else "")))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No clock is running, at risk or breached.")
+        return
+    header = ("TICKET", "SOURCE", "CUSTOMER", "PRI", "METRIC", "STATE", "TARGET", "ELAPSED", "DUE (UTC)")
+    table = [header] + [(
+        row["key"], row["source"], (row["customer"] or "-")[:18], row["priority"] or "-",
+        row["metric"] + (f"#{row['cycle']}" if row["cycle"] > 1 else ""),
+        row["state"] + (" (at risk)" if row["at_risk"] else "") + (" (closed)" if row["stopped_at"] else ""),
+        format_duration(row["target_seconds"]), format_duration(row["elapsed_seconds"]), (row["due_at"] or "")[:16].replace("T", " "),
+    ) for row in rows]
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+    for line in table:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+def _timeline(store: Store, wanted: str, as_json: bool) -> None:
+    from bridge.evaluator import status_segments
+
+    matches = [r["id"] for r in store.db.query("select id from tickets where id = ? or key = ?", [wanted, wanted])]
+    if not matches:
+        raise click.UsageError(f"no ticket {wanted!r} in the store (use an id such as zendesk-prod:123 or a key such as #123)")
+    if len(matches) > 1:
+        raise click.UsageError(f"{wanted!r} names tickets in several sources: {', '.join(matches)}; use the id")
+    [(ticket, events)] = store.load(matches)
+    clocks = list(store.db["sla_clocks"].rows_where("ticket_id = ?", [ticket.id], order_by="metric, cycle"))
+    segments = status_segments(ticket, events)
+    if as_json:
+        click.echo(json.dumps({"ticket": {"id": ticket.id, "key": ticket.key, "title": ticket.title, "status": ticket.status,
+                                          "priority": ticket.priority, "customer": ticket.customer},
+                               "events": [{"at": e.at.isoformat(), "kind": e.kind, "from": e.from_value, "to": e.to_value} for e in events],
+                               "statuses": [{"from": at.isoformat(), "status": s} for at, s in segments],
+                               "clocks": clocks}, indent=2, default=str))
+        return
+    click.echo(f"{ticket.key} ({ticket.id}) {ticket.title}")
+    click.echo(f"  status {ticket.status}, priority {ticket.priority or '-'}, customer {ticket.customer or '-'}")
+    click.echo("Events:")
+    for event in events:
+        change = f" {event.from_value or '-'} -> {event.to_value}" if event.kind in ("status", "priority") else ""
+        click.echo(f"  {event.at:%Y-%m-%d %H:%M} {event.kind}{change}")
+    click.echo("Statuses:")
+    for at, status_name in segments:
+        click.echo(f"  from {at:%Y-%m-%d %H:%M} {status_name}")
+    click.echo("Clocks:")
+    for c in clocks:
+        click.echo(f"  {c['metric']}#{c['cycle']} {c['state']}{' (at risk)' if c['at_risk'] else ''}: "
+                   f"{format_duration(c['elapsed_seconds'])} of {format_duration(c['target_seconds'])}, "
+                   f"paused {format_duration(c['paused_seconds'])}, due {c['due_at']}"
+                   + (f", breached {c['breached_at']}" if c["breached_at"] else "") + f" (policy {c['policy']})")
 
 
 # -- fields ---------------------------------------------------------------------------------

@@ -396,6 +396,10 @@ class Store:
         with self.db.atomic():
             self.db.execute(sql, args)
 
+    def journal_forget(self, ticket_id: str, item: str) -> None:
+        self.db.execute("update writebacks set pending = null, state = 'gone', updated_at = ? where ticket_id = ? and item = ?",
+                        [_now(), ticket_id, item])
+
     def intents(self, source: str) -> list[dict[str, Any]]:
         """Journal entries whose push was started but never confirmed (a crash, an unknown outcome)."""
         return list(self.db.query(

@@ -77,6 +77,8 @@ def plan_ticket(
     credits: Mapping[tuple[str, int], Mapping[str, Any]] | None = None,
 ) -> WritebackPlan | None:
     """The plan for one ticket, or None when the ticket already shows its SLA view."""
+    if ticket.status == "deleted":
+        return None  # nothing to write to
     plan = WritebackPlan(ticket_id=ticket.id, external_id=ticket.external_id, expected_version=ticket.version,
                          base_tags=list(ticket.tags))
     if settings.status_field and clocks:

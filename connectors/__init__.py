@@ -25,6 +25,8 @@ __all__ = [
     "open_connector",
     "register",
     "registered_systems",
+    "sandbox_class",
+    "sandbox_systems",
 ]
 
 _BUILTIN = {"zendesk": "connectors.zendesk", "jira": "connectors.jira", "servicenow": "connectors.servicenow"}
@@ -56,6 +58,25 @@ def connector_class(system: str, *, source: str | None = None) -> type[Connector
             source=source,
         )
     return _registry[system]
+
+
+def sandbox_class(system: str) -> type:
+    """The local emulator a built-in connector ships (``connectors.<system>.sandbox.SANDBOX``)."""
+    connector_class(system)
+    module = importlib.import_module(f"{_BUILTIN[system]}.sandbox")
+    return module.SANDBOX  # type: ignore[no-any-return]
+
+
+def sandbox_systems() -> list[str]:
+    """Built-in systems whose connector has landed, each with its sandbox."""
+    found = []
+    for system in _BUILTIN:
+        try:
+            connector_class(system)
+        except ConnectorUnavailable:
+            continue
+        found.append(system)
+    return found
 
 
 def open_connector(

@@ -193,7 +193,7 @@ class ZendeskConnector(Connector):
         return self._agents
 
     def note_exists(self, external_id: str, marker: str) -> bool:
-        """Whether an internal note carrying ``marker`` is already on the ticket."""
+        """Whether an internal note carrying ``marker`` is already on the ticket (NotFound: it is gone)."""
         data = self.http.get_json(f"/api/v2/tickets/{external_id}/comments.json")
         return any(marker in (c.get("body") or "") and c.get("public") is False for c in data.get("comments") or [])
 
@@ -210,9 +210,14 @@ class ZendeskConnector(Connector):
                 "PUT",
                 f"/api/v2/tickets/{plan.external_id}.json",
                 json={"ticket": change},
-                accept=(409,),
+                accept=(404, 409, 422),
                 idempotent=not plan.notes,  # a note must never be posted twice by a blind retry
             )
+            if response.status_code in (404, 422):
+                # This ticket only: it is gone, or refuses updates (a closed ticket is read-only).
+                body = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
+                return WritebackResult(plan.ticket_id, sent=False,
+                                       detail=f"{response.status_code} {body.get('error', '')}: {body.get('description', '')}".strip())
             if response.status_code != 409:
                 ticket = response.json().get("ticket") or {}
                 return WritebackResult(plan.ticket_id, sent=True, version=ticket.get("updated_at"))
@@ -265,6 +270,7 @@ class ZendeskConnector(Connector):
         return results
 
     def _current(self, external_id: str) -> tuple[str | None, list[str]]:
+        """The ticket's updated_at and tags as they are now."""
         ticket = self.http.get_json(f"/api/v2/tickets/{external_id}.json").get("ticket") or {}
         return ticket.get("updated_at"), list(ticket.get("tags") or [])
 

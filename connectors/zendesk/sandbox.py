@@ -18,6 +18,7 @@ import base64
 import bisect
 import json
 import random
+import socket
 import threading
 import time
 from collections import deque
@@ -31,7 +32,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-__all__ = ["AGENT_IDS", "ORGANIZATIONS", "SERVICE_FIELD", "SLA_STATUS_FIELD", "Fault", "ZendeskSandbox"]
+__all__ = ["AGENT_IDS", "ORGANIZATIONS", "SANDBOX", "SERVICE_FIELD", "SLA_STATUS_FIELD", "Fault", "ZendeskSandbox"]
 
 UTC = timezone.utc
 ORGANIZATIONS = {360001: "ACME Ltd", 360002: "Globex", 360003: "Initech"}
@@ -96,6 +97,7 @@ class ZendeskSandbox:
         if oauth_token:
             self.credentials.add(f"Bearer {oauth_token}")
         self.email = email
+        self.token = token
         self.base_url = f"https://{subdomain}.zendesk.com"
         self.export_limit = export_limit_per_minute
         self.account_limit = account_limit_per_minute
@@ -271,6 +273,17 @@ class ZendeskSandbox:
             if tags is not None:
                 ticket["tags"] = list(tags)
             self._record(number, at or self.now(), AGENT_IDS[1], [{"event_type": "Change", "tags": list(ticket["tags"])}])
+
+    def source_config(self, url: str, token_env: str) -> dict[str, Any]:
+        """A ``[sources.NAME]`` table that points sla-bridge at this sandbox."""
+        return {
+            "system": "zendesk",
+            "url": url,
+            "start": (self.anchor - timedelta(days=100)).date().isoformat(),
+            "auth": {"email": self.email, "token_env": token_env},
+            "fields": {"customer": "organization", "service": f"custom_field:{SERVICE_FIELD}"},
+            "writeback": {"enabled": True, "status_field": f"custom_field:{SLA_STATUS_FIELD}"},
+        }
 
     def inject(self, kind: str, *, times: int = 1, path: str = "", retry_after: int | None = None, delay: float = 0.0) -> None:
         self.faults.append(Fault(kind, times, path, retry_after, delay))
@@ -649,6 +662,12 @@ class ZendeskSandbox:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in separate writes: without this, Nagle's algorithm and
+                # delayed ACKs cost ~40 ms per keep-alive request.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 content = self.rfile.read(length) if length else b""
@@ -678,3 +697,6 @@ class ZendeskSandbox:
             server.shutdown()
             server.server_close()
             thread.join(timeout=5)
+
+
+SANDBOX = ZendeskSandbox
