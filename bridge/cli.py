@@ -692,3 +692,5 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def main() -> None:
     cli(prog_name="sla-bridge")
+if __name__ == "__main__":
+    main()

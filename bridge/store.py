@@ -223,6 +223,10 @@ class Store:
         self.db.execute("PRAGMA busy_timeout = 30000")
         if self.path is not None:
             self._enable_wal()
+            # In WAL mode NORMAL is crash-safe (the file stays consistent; a power cut can lose the
+            # last commits, which the write-back journal's recovery covers) and spares an fsync per
+            # commit: 20 ms each here, per journaled write-back.
+            self.db.execute("PRAGMA synchronous = NORMAL")
         if migrations.pending(self.db):
             # Two runs opening a new store at once: the write lock makes the second wait, then
             # find nothing pending (apply re-reads inside the transaction; savepoints nest).

@@ -48,7 +48,9 @@ def _crash_point(name: str) -> None:
     wanted = os.environ.get(CRASH_ENV)
     if not wanted:
         return
-    point, _, count = wanted.partition(":")
+    point, _, count = wanted.rpartition(":")
+    if not count.isdigit():
+        point, count = wanted, "1"
     if point != name:
         return
     seen = int(os.environ.get(f"{CRASH_ENV}_SEEN", "0")) + 1
