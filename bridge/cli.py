@@ -616,6 +616,112 @@ def _timeline(store: Store, wanted: str, as_json: bool) -> None:
                    + (f", breached {c['breached_at']}" if c["breached_at"] else "") + f" (policy {c['policy']})")
 
 
+# -- sandbox and demo -----------------------------------------------------------------------
+
+
+def _start_sandboxes(stack: Any, tickets: int, seed: int) -> dict[str, dict[str, Any]]:
+    """Every landed connector's sandbox on a loopback port; their [sources.NAME] tables."""
+    from connectors import sandbox_class, sandbox_systems
+
+    sources: dict[str, dict[str, Any]] = {}
+    for system in sandbox_systems():
+        box = sandbox_class(system)(tickets, seed=seed)
+        url = stack.enter_context(box.serve())
+        token_env = f"SLA_DEMO_{system.upper()}_TOKEN"
+        os.environ[token_env] = box.token
+        sources[f"{system}-sandbox"] = {**box.source_config(url, token_env), "_box": box}
+    return sources
+
+
+@cli.command()
+@click.option("--tickets", type=int, default=1500, show_default=True, help="Tickets each sandbox seeds.")
+@click.option("--seed", type=int, default=2026, show_default=True, help="Seed of the sandbox data.")
+@click.option("--write", "write_to", type=click.Path(dir_okay=False), help="Also write the config to this file.")
+@global_options
+def sandbox(tickets: int, seed: int, write_to: str | None) -> None:
+    """Run every connector's sandbox on loopback and print a config that points at them.
+
+    Runs until interrupted (Ctrl-C). Export the printed token variables in the shell that runs
+    sla-bridge against it.
+
+    \b
+    Example:
+        sla-bridge sandbox --write sandbox.toml
+    """
+    from contextlib import ExitStack
+
+    from bridge.demo import demo_config
+
+    _setup()
+    with ExitStack() as stack:
+        sources = _start_sandboxes(stack, tickets, seed)
+        text = demo_config({name: {k: v for k, v in src.items() if k != "_box"} for name, src in sources.items()})
+        if write_to:
+            Path(write_to).write_text(text)
+        click.echo(text)
+        for name, src in sources.items():
+            click.echo(f"# export {src['auth']['token_env']}={src['_box'].token}", err=True)
+        click.echo("# sandboxes running on loopback; Ctrl-C to stop", err=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.option("--tickets", type=int, default=1500, show_default=True, help="Tickets the sandbox seeds (a quarter's worth).")
+@global_options
+def demo(directory: str | None, tickets: int) -> None:
+    """Run the whole product on local sandboxes: seed a quarter, sync, show status and write-back.
+
+    Needs no credentials and no network beyond loopback. The config and the store stay in
+    DIRECTORY (a new temporary folder when not given) to explore afterwards.
+
+    \b
+    Example:
+        sla-bridge demo ./demo
+    """
+    from contextlib import ExitStack
+
+    from bridge.demo import demo_config
+
+    state = _setup()
+    folder = Path(directory or tempfile.mkdtemp(prefix="sla-bridge-demo-")).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("sla-bridge.db*"):
+        stale.unlink()
+    with ExitStack() as stack:
+        sources = _start_sandboxes(stack, tickets, 2026)
+        config_path = folder / "sla-bridge.toml"
+        config_path.write_text(demo_config({name: {k: v for k, v in src.items() if k != "_box"} for name, src in sources.items()}))
+        state.config_path, state.db, state._config = str(config_path), None, None
+        click.echo(f"Seeded {tickets:,} tickets for ACME Ltd, Globex and Initech in: " + ", ".join(sources))
+        code, report, planned = run_pipeline("sync", ("pull", "evaluate", "push"), ())
+        _finish("sync", code, dict(report), planned, dry_run=False, as_json=False) if code else None
+        seconds = report.pop("_seconds", 0)
+        stats = {key: sum(s.get(key, 0) for s in report.values()) for key in ("tickets_pulled", "clocks_changed", "writes_sent", "notes_sent")}
+        click.echo(f"sync: {stats['tickets_pulled']:,} tickets pulled, {stats['clocks_changed']:,} clocks evaluated, "
+                   f"{stats['writes_sent']:,} tickets written back ({stats['notes_sent']:,} breach notes) in {seconds:.1f}s\n")
+        click.echo("Worst clocks now (sla-bridge status):")
+        click.get_current_context().invoke(status, ticket=None, limit=12, as_json=False)
+        click.echo("\nWritten back to the helpdesk:")
+        for name, src in sources.items():
+            box = src["_box"]
+            tagged = sum(1 for t in box.tickets.values() if any(tag.startswith("sla_") for tag in t["tags"]))
+            notes = [body for number in box.tickets for body in box.internal_notes(number) if "[sla-bridge:" in body]
+            click.echo(f"  {name}: {tagged:,} tickets tagged sla_at_risk / sla_breached, {len(notes):,} internal notes")
+            if notes:
+                example = next((n for n in notes if "Service credit" in n), notes[0])
+                click.echo("  one of the notes an agent now sees:")
+                for line in example.splitlines():
+                    click.echo(f"    | {line}")
+    click.echo(f"\nThe config and store are in {folder}. The sandboxes have stopped; to explore the results:")
+    click.echo(f"  sla-bridge --config {config_path} status")
+    click.echo(f"  sla-bridge --config {config_path} status <ticket id from the table>")
+
+
 # -- fields ---------------------------------------------------------------------------------
 
 

@@ -82,7 +82,7 @@ def test_every_command_has_one_line_help_and_an_example(name, command, run):
     result = run(name, "--help")
     assert result.exit_code == 0
     assert command.help and command.get_short_help_str(limit=200).endswith(".")
-    assert re.search(rf"Example:\s+sla-bridge .*{name}", result.stdout), f"{name} --help shows no example"
+    assert re.search(rf"Examples?:\s+.*sla-bridge .*{name}", result.stdout), f"{name} --help shows no example"
 
 
 @pytest.mark.parametrize(("name", "command"), _commands())
@@ -90,11 +90,11 @@ def test_every_command_is_documented_in_the_readme(name, command):
     assert f"sla-bridge {name}" in (ROOT / "README.md").read_text()
 
 
-def test_readme_test_command_is_what_ci_runs():
+def test_readme_opens_with_the_demo_and_the_test_command_ci_runs():
     readme = (ROOT / "README.md").read_text()
-    command = re.search(r"```sh\n(.+?)\n```", readme).group(1)
-    assert "pytest" in command
-    assert command in (ROOT / ".ci" / "run").read_text()
+    demo, tests = re.findall(r"```sh\n(.+?)\n```", readme)[:2]
+    assert demo.endswith("sla-bridge demo")
+    assert tests.endswith("pytest") and tests in (ROOT / ".ci" / "run").read_text()
 
 
 def test_public_surface_is_sorted_and_importable():

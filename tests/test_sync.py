@@ -183,3 +183,53 @@ def test_killed_anywhere_the_next_run_ends_as_if_never_killed(tmp_path, uninterr
     notes = bridge_notes(box)
     assert len(notes) == len(set(notes)), f"a note was posted twice after a kill at {point}"
     assert sorted(notes) == sorted(reference_notes)
+
+
+def test_evaluation_is_incremental(tmp_path, monkeypatch):
+    from bridge.config import load_config
+    from bridge.store import Store
+    from bridge.sync import Sync
+
+    box = sandbox(300)
+    monkeypatch.setenv("ZD_TOKEN_ZD", "sandbox-token")
+    config_path = write_config(tmp_path, {"zd": (box, "https://sandbox.zendesk.com")})
+    config = load_config(config_path)
+    with Store.open(tmp_path / "store.db") as store:
+        def run(cfg=config):
+            sync = Sync(cfg, store, now=ANCHOR, run_id=store.start_run("test"), transports={"zd": box.transport()})
+            sync.pull(["zd"])
+            sync.evaluate(["zd"])
+            sync.close()
+            return sync.stat("zd")
+
+        first = run()
+        open_clocks = len(store.open_clock_ticket_ids("zd"))
+        second = run()
+        assert first.tickets_evaluated == 300
+        assert 0 < open_clocks < 300 and second.tickets_evaluated == open_clocks  # only clocks that move with time
+        edited = load_config(data={**tomllib_load(config_path), "policies": [
+            {**p, "targets": {**p["targets"], "first_response": {"p1": "5m", "p2": "1h", "p3": "4h", "p4": "8h"}}} if p["name"] == "acme" else p
+            for p in tomllib_load(config_path)["policies"]]}, environ=False)
+        assert run(edited).tickets_evaluated == 300  # a policy changed: everything again
+
+
+def tomllib_load(path: Path) -> dict:
+    import tomllib
+
+    return tomllib.loads(path.read_text())
+
+
+def test_status_shows_one_tickets_timeline(tmp_path):
+    box = sandbox(100)
+    with box.serve() as url:
+        config = write_config(tmp_path, {"zd": (box, url)})
+        assert cli(config, "sync", "--now", NOW).returncode == 0
+    worst = cli(config, "status", "--json")
+    first = __import__("json").loads(worst.stdout)[0]
+    timeline = cli(config, "status", first["ticket_id"])
+    assert timeline.returncode == 0, timeline.stderr
+    assert timeline.stdout.startswith(f"{first['key']} ({first['ticket_id']})")
+    assert "Events:" in timeline.stdout and "Statuses:" in timeline.stdout and "Clocks:" in timeline.stdout
+    assert re.search(rf"{first['metric']}#1 breached: .* of .*, paused .*, due ", timeline.stdout)
+    missing = cli(config, "status", "zd:99999")
+    assert missing.returncode == 2 and "no ticket 'zd:99999' in the store" in missing.stderr

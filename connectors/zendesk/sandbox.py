@@ -160,7 +160,8 @@ class ZendeskSandbox:
             # The story of the ticket, as (offset, author, public comment?, status change).
             at = created
             story: list[tuple[datetime, int, bool | None, str | None]] = [(at, ticket["requester_id"], True, None)]
-            if rng.random() < 0.92:
+            recent = latest - created < timedelta(days=10)  # only recent tickets may still be open
+            if not recent or rng.random() < 0.92:
                 at += timedelta(seconds=int(rng.expovariate(1 / 7200)) + 60)
                 waiting = rng.random() < 0.4
                 story.append((at, ticket["assignee_id"], True, "pending" if waiting else "open"))
@@ -172,7 +173,7 @@ class ZendeskSandbox:
                 if rng.random() < 0.15:
                     at += timedelta(seconds=600)
                     story.append((at, ticket["assignee_id"], False, None))  # an internal note
-                if rng.random() < 0.85:
+                if not recent or rng.random() < 0.85:
                     at += timedelta(seconds=int(rng.expovariate(1 / 40000)) + 60)
                     story.append((at, ticket["assignee_id"], None, "solved"))
                     if rng.random() < 0.1:

@@ -1,0 +1,54 @@
+"""`sla-bridge demo` and `sla-bridge sandbox`, as a new user runs them."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+
+def run_cli(*args: str, **options):
+    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True, text=True, timeout=600, **options)
+
+
+def test_demo_syncs_a_quarter_and_shows_what_it_wrote(tmp_path):
+    result = run_cli("demo", str(tmp_path / "demo"), "--tickets", "400")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Seeded 400 tickets for ACME Ltd, Globex and Initech" in out
+    assert re.search(r"sync: 400 tickets pulled, [\d,]+ clocks evaluated, [1-9][\d,]* tickets written back \([1-9][\d,]* breach notes\)", out)
+    assert "Worst clocks now (sla-bridge status):" in out and "breached" in out
+    assert re.search(r"\| Ref: \[sla-bridge:zendesk-sandbox:\d+:\w+:\d+\]", out)
+    config = tmp_path / "demo" / "sla-bridge.toml"
+    assert config.is_file() and (tmp_path / "demo" / "sla-bridge.db").is_file()
+    # the user can go on exploring with the printed commands
+    status = run_cli("--config", str(config), "status", "--json")
+    assert status.returncode == 0 and '"state": "breached"' in status.stdout
+
+
+def test_sandbox_serves_until_stopped_and_prints_a_working_config(tmp_path):
+    written = tmp_path / "sandbox.toml"
+    server = subprocess.Popen([sys.executable, "-m", "bridge.cli", "sandbox", "--tickets", "50", "--write", str(written)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not written.exists() or not written.read_text():
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.1)
+        time.sleep(0.2)
+        config = tomllib.loads(written.read_text())
+        [(name, source)] = config["sources"].items()
+        assert source["url"].startswith("http://127.0.0.1:")
+        check = run_cli("--config", str(written), "check", "--online",
+                        env={**os.environ, source["auth"]["token_env"]: "sandbox-token"}, cwd=tmp_path)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert f"Source {name}: credentials OK" in check.stdout
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    assert Path(written).read_text().startswith("# Written by `sla-bridge demo`")
