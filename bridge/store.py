@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 import sqlite3
 import stat
 import time
@@ -333,6 +334,12 @@ class Store:
             found.extend((tickets[i], events.get(i, [])) for i in chunk if i in tickets)
         return found
 
+    def tickets(self, ticket_ids: list[str]) -> list[Ticket]:
+        """Tickets without their events, in the order of ``ticket_ids``."""
+        marks = ",".join("?" * len(ticket_ids))
+        found = {row["id"]: _ticket_from_row(row) for row in self.db.query(f"select * from tickets where id in ({marks})", ticket_ids)}
+        return [found[i] for i in ticket_ids if i in found]
+
     def ticket_ids(self, *, source: str | None = None, pulled_after: str | None = None) -> list[str]:
         sql, args = "select id from tickets where 1=1", []
         if source is not None:
@@ -340,6 +347,33 @@ class Store:
         if pulled_after is not None:
             sql, args = sql + " and pulled_at > ?", [*args, pulled_after]
         return [row[0] for row in self.db.execute(sql + " order by id", args).fetchall()]
+
+    def ticket_id_chunks(self, source: str, *, pulled_after: str | None, everything: bool, size: int = 500) -> Iterator[list[str]]:
+        """Ids to evaluate, in chunks by key: pulled after the mark, or with a clock still open.
+        Paging by key keeps memory flat however many tickets there are."""
+        last = ""
+        while True:
+            rows = self.db.execute(
+                "select t.id from tickets t where t.source = ? and t.id > ? and (? or t.pulled_at > ? or exists "
+                "(select 1 from sla_clocks c where c.ticket_id = t.id and c.stopped_at is null)) order by t.id limit ?",
+                [source, last, int(everything or pulled_after is None), pulled_after or "", size],
+            ).fetchall()
+            if not rows:
+                return
+            yield [row[0] for row in rows]
+            last = rows[-1][0]
+
+    def clocked_ticket_id_chunks(self, source: str, size: int = 500) -> Iterator[list[str]]:
+        """Ids of a source's tickets that have clocks, in chunks by key."""
+        last = ""
+        while True:
+            rows = self.db.execute(
+                "select distinct c.ticket_id from sla_clocks c join tickets t on t.id = c.ticket_id "
+                "where t.source = ? and c.ticket_id > ? order by 1 limit ?", [source, last, size]).fetchall()
+            if not rows:
+                return
+            yield [row[0] for row in rows]
+            last = rows[-1][0]
 
     def open_clock_ticket_ids(self, source: str | None = None) -> list[str]:
         """Tickets with a clock still running or paused: their state moves with time."""

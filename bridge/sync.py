@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -187,11 +187,10 @@ class Sync:
         started = to_iso(self.now)
         newest = self.store.db.execute("select max(pulled_at) from tickets").fetchone()[0]
         for source in sources:
-            ids = sorted(set(self.store.ticket_ids(source=source, pulled_after=watermark)) | set(self.store.open_clock_ticket_ids(source)))
             stats = self.stat(source)
-            for offset in range(0, len(ids), 500):
+            for chunk in self.store.ticket_id_chunks(source, pulled_after=watermark, everything=everything):
                 with self.store.db.atomic():
-                    for ticket, events in self.store.load(ids[offset : offset + 500]):
+                    for ticket, events in self.store.load(chunk):
                         policy, clocks = evaluate_ticket(ticket, events, policies, self.now)
                         stats.clocks_changed += self.store.replace_clocks(ticket.id, [clock_row(c, started) for c in clocks])
                         if policy is not None and policy.credits is not None:
@@ -220,32 +219,33 @@ class Sync:
     # -- plan and push --------------------------------------------------------------------
 
     def plan(self, source: str) -> list[WritebackPlan]:
+        """Every plan of a source (for --dry-run and tests); push streams the same in chunks."""
+        return [plan for chunk in self._plan_chunks(source) for plan in chunk]
+
+    def _plan_chunks(self, source: str, size: int = 500) -> Iterator[list[WritebackPlan]]:
+        """Plans in chunks of ``size`` tickets, so memory stays flat however large the store."""
         settings = self.config.sources[source].writeback
         if not settings.enabled:
-            return []
-        by_ticket: dict[str, list[Clock]] = {}
-        for row in self.store.db.query(
-            "select c.* from sla_clocks c join tickets t on t.id = c.ticket_id where t.source = ? order by c.ticket_id, c.metric, c.cycle", [source]
-        ):
-            by_ticket.setdefault(row["ticket_id"], []).append(clock_from_row(row))
-        if not by_ticket:
-            return []
-        ids = sorted(by_ticket)
-        journal = self.store.journal(ids)
-        credits: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
-        for row in self.store.db.query(
-            "select c.* from credits c join tickets t on t.id = c.ticket_id where t.source = ? and c.kind = 'breach'", [source]
-        ):
-            credits.setdefault(row["ticket_id"], {})[(row["metric"], row["cycle"])] = row
+            return
         contracts = {p.name: p.contract for p in self.policies()}
-        plans = []
-        for ticket, _ in self.store.load(ids):
-            clocks = by_ticket[ticket.id]
-            pushed = self._pushed[ticket.id] = _pushed(journal.get(ticket.id, []))
-            plan = plan_ticket(ticket, clocks, settings, pushed, contract=contracts.get(clocks[0].policy, ""), credits=credits.get(ticket.id))
-            if plan is not None:
-                plans.append(plan)
-        return plans
+        for chunk in self.store.clocked_ticket_id_chunks(source, size):
+            marks = ",".join("?" * len(chunk))
+            by_ticket: dict[str, list[Clock]] = {}
+            for row in self.store.db.query(f"select * from sla_clocks where ticket_id in ({marks}) order by ticket_id, metric, cycle", chunk):
+                by_ticket.setdefault(row["ticket_id"], []).append(clock_from_row(row))
+            credits: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
+            for row in self.store.db.query(f"select * from credits where kind = 'breach' and ticket_id in ({marks})", chunk):
+                credits.setdefault(row["ticket_id"], {})[(row["metric"], row["cycle"])] = row
+            journal = self.store.journal(chunk)
+            plans = []
+            for ticket in self.store.tickets(chunk):
+                clocks = by_ticket[ticket.id]
+                pushed = self._pushed[ticket.id] = _pushed(journal.get(ticket.id, []))
+                plan = plan_ticket(ticket, clocks, settings, pushed, contract=contracts.get(clocks[0].policy, ""),
+                                   credits=credits.get(ticket.id))
+                if plan is not None:
+                    plans.append(plan)
+            yield plans
 
     def recover(self, source: str) -> None:
         """Notes whose push may have happened (a crash, an unknown outcome): look before re-sending."""
@@ -267,27 +267,30 @@ class Sync:
         for source in sources:
             if self.failed(source):
                 continue  # its data is stale this run; do not write from it
-            stats = self.stat(source)
             try:
                 if not dry_run:
                     self.recover(source)
-                plans = self.plan(source)
-                planned[source] = plans
-                if dry_run or not plans:
-                    continue
-                self.store.journal_intend(
-                    self.run_id, [entry for plan in plans for entry in _intents(plan, self._pushed.get(plan.ticket_id, Pushed()))]
-                )
-                connector = self.connector(source)
-                with_notes = [plan for plan in plans if plan.notes]
-                for plan in with_notes:  # one by one: each note journaled as soon as it is sent
-                    self._settle(source, plan, connector.apply(plan))
-                bulk = [plan for plan in plans if not plan.notes]
-                for plan, result in zip(bulk, connector.apply_all(bulk), strict=True):
-                    self._settle(source, plan, result)
+                planned[source] = []
+                for plans in self._plan_chunks(source):
+                    if dry_run:
+                        planned[source].extend(plans)
+                    elif plans:
+                        self._push_chunk(source, plans)
+                    self._pushed.clear()
             except SourceError as error:
                 self._fail(source, error)
         return planned
+
+    def _push_chunk(self, source: str, plans: list[WritebackPlan]) -> None:
+        self.store.journal_intend(
+            self.run_id, [entry for plan in plans for entry in _intents(plan, self._pushed.get(plan.ticket_id, Pushed()))]
+        )
+        connector = self.connector(source)
+        for plan in [p for p in plans if p.notes]:  # one by one: each note journaled as soon as it is sent
+            self._settle(source, plan, connector.apply(plan))
+        bulk = [p for p in plans if not p.notes]
+        for plan, result in zip(bulk, connector.apply_all(bulk), strict=True):
+            self._settle(source, plan, result)
 
     def _settle(self, source: str, plan: WritebackPlan, result: Any) -> None:
         _crash_point("push:sent")  # between a push and its journal entry

@@ -115,7 +115,7 @@ def test_every_request_matches_the_document(recorded):
     drive_everything(sandbox, connector)
     operations = {(r.method, SPEC.operation(r.method, r.url.path)[0]) for r, _ in recording.exchanges}
     assert {("PUT", "/api/v2/tickets/{ticket_id}"), ("PUT", "/api/v2/tickets/update_many"),
-            ("GET", "/api/v2/job_statuses/{job_status_id}"), ("GET", "/api/v2/incremental/ticket_events")} <= operations
+            ("GET", "/api/v2/job_statuses/show_many"), ("GET", "/api/v2/incremental/ticket_events")} <= operations
     problems = [p for request, _ in recording.exchanges for p in SPEC.check_request(request)]
     assert problems == []
 

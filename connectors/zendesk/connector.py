@@ -41,6 +41,7 @@ PAGE_SIZE = 1000  # the export maximum: fewest requests against the 10-per-minut
 BULK_SIZE = 100  # update_many takes at most 100 ids
 DEFAULT_HISTORY = timedelta(days=90)  # where the first pull starts when `start` is not set
 JOB_POLLS = 40  # about 3 minutes of polling at most
+JOB_WAVE = 30  # queued jobs an account may have at once
 _BUCKET = re.compile(r"remaining=(\d+).*?resets=(\d+)")
 
 
@@ -229,44 +230,56 @@ class ZendeskConnector(Connector):
         )
 
     def apply_all(self, plans: list[WritebackPlan]) -> list[WritebackResult]:
-        """Tag- and field-only changes go in bulk (update_many, same change per call); the rest one by one."""
-        results: list[WritebackResult] = []
+        """Tag- and field-only changes go in bulk (update_many, same change per call); the rest one by one.
+
+        Bulk jobs are submitted in waves of up to 30 (the account's limit of queued jobs) and polled
+        together with ``job_statuses/show_many``, so waiting for one job overlaps the others.
+        """
+        results: dict[str, WritebackResult] = {}
         groups: dict[tuple[Any, ...], list[WritebackPlan]] = {}
         for plan in plans:
             if plan.notes:
-                results.append(self.apply(plan))
+                results[plan.ticket_id] = self.apply(plan)
                 continue
             key = (tuple(sorted(plan.add_tags)), tuple(sorted(plan.remove_tags)), tuple(sorted(plan.set_fields.items(), key=str)))
             groups.setdefault(key, []).append(plan)
-        for (add, remove, fields), members in groups.items():
-            for offset in range(0, len(members), BULK_SIZE):
-                results.extend(self._bulk(members[offset : offset + BULK_SIZE], list(add), list(remove), dict(fields)))
-        return results
+        batches = [
+            (members[offset : offset + BULK_SIZE], change)
+            for (add, remove, fields), members in groups.items()
+            for change in [_bulk_change(list(add), list(remove), dict(fields))]
+            for offset in range(0, len(members), BULK_SIZE)
+        ]
+        for wave in range(0, len(batches), JOB_WAVE):
+            results.update(self._bulk_wave(batches[wave : wave + JOB_WAVE]))
+        return [results[plan.ticket_id] for plan in plans]
 
-    def _bulk(self, plans: list[WritebackPlan], add: list[str], remove: list[str], fields: dict[str, Any]) -> list[WritebackResult]:
-        change: dict[str, Any] = {}
-        if add:
-            change["additional_tags"] = add  # add and remove without touching the agent's own tags
-        if remove:
-            change["remove_tags"] = remove
-        if fields:
-            change["custom_fields"] = _custom_fields(fields)
-        ids = ",".join(plan.external_id for plan in plans)
-        job = self.http.request("PUT", "/api/v2/tickets/update_many.json", params={"ids": ids}, json={"ticket": change}, json_body=True)
-        status = job.get("job_status") or {}
+    def _bulk_wave(self, batches: list[tuple[list[WritebackPlan], dict[str, Any]]]) -> dict[str, WritebackResult]:
+        jobs: dict[str, list[WritebackPlan]] = {}
+        for members, change in batches:
+            ids = ",".join(plan.external_id for plan in members)
+            job = self.http.request("PUT", "/api/v2/tickets/update_many.json", params={"ids": ids}, json={"ticket": change}, json_body=True)
+            jobs[(job.get("job_status") or {})["id"]] = members
+        finished: dict[str, dict[str, Any]] = {}
         for poll in range(JOB_POLLS):
-            if status.get("status") in ("completed", "failed", "killed"):
+            waiting = [job_id for job_id in jobs if job_id not in finished]
+            if not waiting:
                 break
             self.http.policy.sleep(min(0.25 * 2**poll, 5.0))  # small jobs finish in well under a second
-            status = (self.http.get_json(f"/api/v2/job_statuses/{status['id']}.json").get("job_status") or {})
+            data = self.http.get_json("/api/v2/job_statuses/show_many.json", params={"ids": ",".join(waiting)})
+            for status in data.get("job_statuses") or []:
+                if status.get("status") in ("completed", "failed", "killed"):
+                    finished[status["id"]] = status
         else:
-            raise BadRequest(f"update_many job {status.get('id')} did not finish after {JOB_POLLS} polls", source=self.name)
-        by_id = {str(r.get("id")): r for r in status.get("results") or []}
-        results = []
-        for plan in plans:
-            outcome = by_id.get(plan.external_id, {})
-            ok = bool(outcome.get("success"))
-            results.append(WritebackResult(plan.ticket_id, sent=ok, detail="" if ok else str(outcome.get("details") or outcome.get("error") or status.get("status"))))
+            raise BadRequest(f"update_many jobs {', '.join(j for j in jobs if j not in finished)} did not finish after {JOB_POLLS} polls",
+                             source=self.name)
+        results = {}
+        for job_id, members in jobs.items():
+            by_id = {str(r.get("id")): r for r in finished[job_id].get("results") or []}
+            for plan in members:
+                outcome = by_id.get(plan.external_id, {})
+                ok = bool(outcome.get("success"))
+                detail = "" if ok else str(outcome.get("details") or outcome.get("error") or finished[job_id].get("status"))
+                results[plan.ticket_id] = WritebackResult(plan.ticket_id, sent=ok, detail=detail)
         return results
 
     def _current(self, external_id: str) -> tuple[str | None, list[str]]:
@@ -288,6 +301,17 @@ class ZendeskConnector(Connector):
             # refuses it if they changed since.
             change["tags"] = [t for t in base if t not in removing] + [t for t in plan.add_tags if t not in base]
         return change
+
+
+def _bulk_change(add: list[str], remove: list[str], fields: dict[str, Any]) -> dict[str, Any]:
+    change: dict[str, Any] = {}
+    if add:
+        change["additional_tags"] = add  # add and remove without touching the agent's own tags
+    if remove:
+        change["remove_tags"] = remove
+    if fields:
+        change["custom_fields"] = _custom_fields(fields)
+    return change
 
 
 def _custom_fields(fields: Mapping[str, Any]) -> list[dict[str, Any]]:

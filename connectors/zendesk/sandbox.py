@@ -106,6 +106,7 @@ class ZendeskSandbox:
         self.statuses: list[int] = []  # the status served for each request, in order
         self.tickets: dict[int, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []  # the ticket-event export, in (timestamp, id) order
+        self._stamps: list[int] = []  # their timestamps, for bisecting
         self.comments: dict[int, list[dict[str, Any]]] = {}
         self.jobs: dict[str, _Job] = {}
         self._recent: deque[tuple[float, bool]] = deque()  # (epoch, is_export) of served requests
@@ -251,6 +252,7 @@ class ZendeskSandbox:
             "child_events": children,
         }
         self.events.append(event)
+        self._stamps.append(event["timestamp"])
         ticket["updated_at"] = _iso(moment)
         ticket["generated_timestamp"] = _epoch(moment)
 
@@ -365,6 +367,9 @@ class ZendeskSandbox:
                 return self._update_ticket(number, body)
             if rest[2:] == ["comments"] and method == "GET":
                 return self._json(200, {"comments": self.comments[number], "next_page": None, "previous_page": None, "count": len(self.comments[number])})
+        if method == "GET" and rest == ["job_statuses", "show_many"]:
+            ids = [i for i in ",".join(query.get("ids", [])).split(",") if i]
+            return self._json(200, {"job_statuses": [self._advance(self.jobs[i]) for i in ids if i in self.jobs]})
         if method == "GET" and rest[:1] == ["job_statuses"] and len(rest) == 2:
             return self._job_status(rest[1])
         return self._not_found()
@@ -434,9 +439,8 @@ class ZendeskSandbox:
             return self._json(400, {"error": "InvalidValue", "description": "start_time is too recent: it must be at least one minute in the past"})
         per_page = min(int(query.get("per_page", ["1000"])[0]), 1000)
         with_comments = "comment_events" in ",".join(query.get("include", []))
-        stamps = [e["timestamp"] for e in self.events]
-        first = bisect.bisect_left(stamps, start)
-        last = bisect.bisect_right(stamps, limit)
+        first = bisect.bisect_left(self._stamps, start)
+        last = bisect.bisect_right(self._stamps, limit)
         page = self.events[first:min(last, first + per_page)]
         end_time = page[-1]["timestamp"] if page else start
         rendered = [self._event_view(e, with_comments) for e in page]
@@ -567,6 +571,10 @@ class ZendeskSandbox:
         job = self.jobs.get(job_id)
         if job is None:
             return self._not_found()
+        return self._json(200, {"job_status": self._advance(job)})
+
+    def _advance(self, job: _Job) -> dict[str, Any]:
+        """A job moves queued -> working -> completed, one step per look at it."""
         if job.status == "queued":
             job.status = "working"
         elif job.status == "working":
@@ -581,7 +589,7 @@ class ZendeskSandbox:
                     self._record(number, self.now(), BOT_ID, children)
                 job.results.append({"index": index, "id": number, "action": "update", "success": True, "status": "Updated"})
             job.status = "completed"
-        return self._json(200, {"job_status": self._job_view(job)})
+        return self._job_view(job)
 
     def _job_view(self, job: _Job) -> dict[str, Any]:
         done = job.status == "completed"
