@@ -33,12 +33,15 @@ NOW = "2026-11-01T12:00:00Z"
 
 
 # Runs the CLI, then reports the process's own peak resident memory on its last stderr line.
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across execve, so a child would
+# report the high-water mark of this (sandbox-holding) parent at fork time.
 WRAPPER = (
-    "import resource, sys\n"
+    "import re, sys\n"
     "from bridge.cli import main\n"
     "code = 0\n"
     "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code or 0\n"
-    "print(f'PEAK_RSS_KIB={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\n"
+    "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)\n"
+    "print(f'PEAK_RSS_KIB={hwm}', file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 

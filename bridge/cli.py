@@ -423,12 +423,14 @@ def _finish(command: str, exit_code: int, report: dict[str, Any], planned: dict[
                 for plan in plans:
                     click.echo(f"  {plan.ticket_id}: {_describe_plan(plan)}")
         totals = {key: sum(s.get(key, 0) for s in report.values()) for key in
-                  ("tickets_pulled", "events_pulled", "tickets_evaluated", "clocks_changed", "writes_sent", "notes_sent", "conflicts", "quarantined")}
+                  ("tickets_pulled", "events_pulled", "tickets_evaluated", "clocks_changed", "writes_sent", "notes_sent", "conflicts",
+                   "writes_refused", "quarantined")}
         click.echo(
             f"{command}: {len(report)} source(s), {totals['tickets_pulled']:,} tickets and {totals['events_pulled']:,} events pulled, "
             f"{totals['tickets_evaluated']:,} tickets evaluated, {totals['clocks_changed']:,} clocks changed, "
             f"{totals['writes_sent']:,} writes sent ({totals['notes_sent']:,} notes)"
             + (f", {totals['conflicts']} conflicts left for the next run" if totals["conflicts"] else "")
+            + (f", {totals['writes_refused']} tickets refused the write (see the log)" if totals["writes_refused"] else "")
             + (f", {totals['quarantined']} records quarantined" if totals["quarantined"] else "")
             + f" in {seconds:.1f}s"
         )
@@ -690,8 +692,8 @@ def demo(directory: str | None, tickets: int) -> None:
     state = _setup()
     folder = Path(directory or tempfile.mkdtemp(prefix="sla-bridge-demo-")).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("sla-bridge.db*"):
-        stale.unlink()
+    for stale in ("sla-bridge.db", "sla-bridge.db-wal", "sla-bridge.db-shm"):  # never the lock file
+        (folder / stale).unlink(missing_ok=True)
     with ExitStack() as stack:
         sources = _start_sandboxes(stack, tickets, 2026)
         config_path = folder / "sla-bridge.toml"
@@ -702,7 +704,7 @@ def demo(directory: str | None, tickets: int) -> None:
         _finish("sync", code, dict(report), planned, dry_run=False, as_json=False) if code else None
         seconds = report.pop("_seconds", 0)
         stats = {key: sum(s.get(key, 0) for s in report.values()) for key in ("tickets_pulled", "clocks_changed", "writes_sent", "notes_sent")}
-        click.echo(f"sync: {stats['tickets_pulled']:,} tickets pulled, {stats['clocks_changed']:,} clocks evaluated, "
+        click.echo(f"sync: {stats['tickets_pulled']:,} tickets pulled, {stats['clocks_changed']:,} clocks computed, "
                    f"{stats['writes_sent']:,} tickets written back ({stats['notes_sent']:,} breach notes) in {seconds:.1f}s\n")
         click.echo("Worst clocks now (sla-bridge status):")
         click.get_current_context().invoke(status, ticket=None, limit=12, as_json=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +34,11 @@ class RunLock:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = self._read(handle)
+            for _ in range(50):  # the holder writes its details just after taking the lock
+                if holder:
+                    break
+                time.sleep(0.02)
+                holder = self._read(handle)
             os.close(handle)
             raise LockHeld(
                 f"another sla-bridge run holds the lock on {self.path.with_suffix('')}: "

@@ -178,6 +178,15 @@ def _writeback_pending(db: sqlite_utils.Database) -> None:
     db["writebacks"].add_column("pending", str)
 
 
+@migrations(name="0004_pull_sequence")
+def _pull_sequence(db: sqlite_utils.Database) -> None:
+    # Which run last pulled (or received history for) a ticket: the evaluation mark compares run
+    # numbers, which only go up, where wall-clock times can step back (NTP, a resumed VM).
+    db["tickets"].add_column("pulled_run", int)
+    db["tickets"].create_index(["source", "id"])
+    db["tickets"].create_index(["source", "pulled_run"])
+
+
 @dataclass(frozen=True, slots=True)
 class PageCounts:
     tickets: int
@@ -195,6 +204,7 @@ class Store:
     def __init__(self, db: sqlite_utils.Database, path: Path | None) -> None:
         self.db = db
         self.path = path
+        self.run_id = 0  # the run pulling now: set by start_run
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -268,11 +278,16 @@ class Store:
         pulled_at = _now()
         with self.db.atomic():
             if page.tickets:
-                self.db["tickets"].upsert_all((_ticket_row(t, pulled_at) for t in page.tickets), pk="id")
+                self.db["tickets"].upsert_all(({**_ticket_row(t, pulled_at), "pulled_run": self.run_id} for t in page.tickets), pk="id")
             if page.events:
                 self.db["ticket_events"].upsert_all(
                     (_event_row(e) for e in page.events), pk=("ticket_id", "event_id")
                 )
+                # New history changes a ticket's clocks even when the ticket row did not change.
+                touched = sorted({e.ticket_id for e in page.events})
+                for offset in range(0, len(touched), 500):
+                    chunk = touched[offset : offset + 500]
+                    self.db.execute(f"update tickets set pulled_run = ? where id in ({','.join('?' * len(chunk))})", [self.run_id, *chunk])
             for record in page.quarantined:
                 self._quarantine(record, pulled_at)
             if page.cursor is not None:  # None: this page moves no cursor (the saved one stays)
@@ -348,15 +363,16 @@ class Store:
             sql, args = sql + " and pulled_at > ?", [*args, pulled_after]
         return [row[0] for row in self.db.execute(sql + " order by id", args).fetchall()]
 
-    def ticket_id_chunks(self, source: str, *, pulled_after: str | None, everything: bool, size: int = 500) -> Iterator[list[str]]:
-        """Ids to evaluate, in chunks by key: pulled after the mark, or with a clock still open.
-        Paging by key keeps memory flat however many tickets there are."""
+    def ticket_id_chunks(self, source: str, *, pulled_after_run: int | None, size: int = 500) -> Iterator[list[str]]:
+        """Ids to evaluate, in chunks by key: pulled (or given history) after that run, or with a
+        clock still open; all of them when ``pulled_after_run`` is None. Paging by key on the
+        (source, id) index keeps memory flat and each chunk a range scan."""
         last = ""
         while True:
             rows = self.db.execute(
-                "select t.id from tickets t where t.source = ? and t.id > ? and (? or t.pulled_at > ? or exists "
+                "select t.id from tickets t where t.source = ? and t.id > ? and (? or t.pulled_run > ? or exists "
                 "(select 1 from sla_clocks c where c.ticket_id = t.id and c.stopped_at is null)) order by t.id limit ?",
-                [source, last, int(everything or pulled_after is None), pulled_after or "", size],
+                [source, last, int(pulled_after_run is None), pulled_after_run or 0, size],
             ).fetchall()
             if not rows:
                 return
@@ -368,8 +384,8 @@ class Store:
         last = ""
         while True:
             rows = self.db.execute(
-                "select distinct c.ticket_id from sla_clocks c join tickets t on t.id = c.ticket_id "
-                "where t.source = ? and c.ticket_id > ? order by 1 limit ?", [source, last, size]).fetchall()
+                "select t.id from tickets t where t.source = ? and t.id > ? and exists "
+                "(select 1 from sla_clocks c where c.ticket_id = t.id) order by t.id limit ?", [source, last, size]).fetchall()
             if not rows:
                 return
             yield [row[0] for row in rows]
@@ -384,12 +400,16 @@ class Store:
         return [row[0] for row in self.db.execute(sql, args).fetchall()]
 
     def replace_clocks(self, ticket_id: str, rows: list[dict[str, Any]]) -> int:
-        """Make ``rows`` the ticket's clocks; returns how many clocks changed state or deadline."""
+        """Make ``rows`` the ticket's clocks; returns how many changed state or deadline (elapsed
+        time moving on is written, so `status` is current, but is not counted as a change)."""
         keys = ("state", "at_risk", "due_at", "breached_at", "stopped_at", "policy_version", "target_seconds")
-        old = {(r["metric"], r["cycle"]): tuple(r[k] for k in keys) for r in self.db["sla_clocks"].rows_where("ticket_id = ?", [ticket_id])}
+        current = list(self.db["sla_clocks"].rows_where("ticket_id = ?", [ticket_id]))
+        old = {(r["metric"], r["cycle"]): tuple(r[k] for k in keys) for r in current}
         new = {(r["metric"], r["cycle"]): tuple(r[k] for k in keys) for r in rows}
         changed = sum(1 for key in new.keys() | old.keys() if new.get(key) != old.get(key))
-        if changed:
+        moved = changed or {(r["metric"], r["cycle"]): r["elapsed_seconds"] for r in current} != {
+            (r["metric"], r["cycle"]): r["elapsed_seconds"] for r in rows}
+        if moved:
             self.db.execute("delete from sla_clocks where ticket_id = ?", [ticket_id])
             if rows:
                 self.db["sla_clocks"].insert_all(rows, pk=("ticket_id", "metric", "cycle"))
@@ -434,6 +454,16 @@ class Store:
         with self.db.atomic():
             self.db.execute(sql, args)
 
+    def journal_refuse(self, ticket_id: str, items: list[str]) -> None:
+        """The source refused these for good: keep what was asked as done, so it is not retried."""
+        if not items:
+            return
+        with self.db.atomic():
+            self.db.execute(
+                f"update writebacks set value = pending, pending = null, state = 'refused', updated_at = ? "
+                f"where ticket_id = ? and state = 'intent' and item in ({','.join('?' * len(items))})",
+                [_now(), ticket_id, *items])
+
     def journal_forget(self, ticket_id: str, item: str) -> None:
         self.db.execute("update writebacks set pending = null, state = 'gone', updated_at = ? where ticket_id = ? and item = ?",
                         [_now(), ticket_id, item])
@@ -450,7 +480,8 @@ class Store:
         table = self.db["runs"]
         table.insert({"command": command, "started_at": _now(), "status": "running", "pid": os.getpid()})
         assert table.last_pk is not None
-        return int(table.last_pk)
+        self.run_id = int(table.last_pk)
+        return self.run_id
 
     def finish_run(
         self,

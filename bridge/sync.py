@@ -166,6 +166,10 @@ class Sync:
             try:
                 connector = self.connector(source)
                 cursors = {row["stream"]: row["cursor"] for row in self.store.db["sync_state"].rows_where("source = ?", [source])}
+                if self.store.mark(f"history_from:{source}") is None:
+                    horizon = connector.history_start(self.now)
+                    if horizon is not None:
+                        self.store.set_mark(f"history_from:{source}", to_iso(horizon))
                 for page in connector.pull(cursors, now=self.now):
                     counts = self.store.save_page(source, page)
                     stats.tickets_pulled += counts.tickets
@@ -182,25 +186,29 @@ class Sync:
     def evaluate(self, sources: Iterable[str]) -> None:
         policies = self.policies()
         fingerprint = ",".join(sorted(p.version for p in policies))
-        everything = self.store.mark("policies") != fingerprint
-        watermark = None if everything else self.store.mark("evaluated_pulled_at")
         started = to_iso(self.now)
-        newest = self.store.db.execute("select max(pulled_at) from tickets").fetchone()[0]
         for source in sources:
             stats = self.stat(source)
-            for chunk in self.store.ticket_id_chunks(source, pulled_after=watermark, everything=everything):
+            mark = self.store.mark(f"evaluated_run:{source}")
+            everything = mark is None or self.store.mark(f"policies:{source}") != fingerprint
+            horizon_text = self.store.mark(f"history_from:{source}")
+            horizon = from_iso(horizon_text) if horizon_text else None
+            for chunk in self.store.ticket_id_chunks(source, pulled_after_run=None if everything else int(mark or 0)):
                 with self.store.db.atomic():
                     for ticket, events in self.store.load(chunk):
-                        policy, clocks = evaluate_ticket(ticket, events, policies, self.now)
+                        if horizon is not None and ticket.created_at < horizon:
+                            # Created before the history sla-bridge pulled: its clocks would be guesses.
+                            policy, clocks = None, []
+                        else:
+                            policy, clocks = evaluate_ticket(ticket, events, policies, self.now)
                         stats.clocks_changed += self.store.replace_clocks(ticket.id, [clock_row(c, started) for c in clocks])
                         if policy is not None and policy.credits is not None:
                             self._record_breach_credits(ticket.customer, policy, clocks)
                         stats.tickets_evaluated += 1
-        _crash_point("evaluate:done")
-        with self.store.db.atomic():
-            if newest is not None:
-                self.store.set_mark("evaluated_pulled_at", newest)
-            self.store.set_mark("policies", fingerprint)
+            _crash_point("evaluate:done")
+            with self.store.db.atomic():
+                self.store.set_mark(f"evaluated_run:{source}", str(self.run_id))
+                self.store.set_mark(f"policies:{source}", fingerprint)
 
     def _record_breach_credits(self, customer: str | None, policy: Policy, clocks: list[Clock]) -> None:
         terms = policy.credits
@@ -261,6 +269,14 @@ class Sync:
                 continue
             if found:
                 self.store.journal_confirm(row["ticket_id"], [row["item"]])
+            elif not self._still_breached(row["pending"]):
+                self.store.journal_forget(row["ticket_id"], row["item"])  # a late event un-breached it
+
+    def _still_breached(self, marker: str) -> bool:
+        ticket_id, metric, cycle = marker.strip("[]").removeprefix("sla-bridge:").rsplit(":", 2)
+        row = self.store.db.execute("select state from sla_clocks where ticket_id = ? and metric = ? and cycle = ?",
+                                    [ticket_id, metric, int(cycle)]).fetchone()
+        return row is not None and row[0] == "breached"
 
     def push(self, sources: Iterable[str], *, dry_run: bool = False) -> dict[str, list[WritebackPlan]]:
         planned: dict[str, list[WritebackPlan]] = {}
@@ -295,13 +311,16 @@ class Sync:
     def _settle(self, source: str, plan: WritebackPlan, result: Any) -> None:
         _crash_point("push:sent")  # between a push and its journal entry
         stats = self.stat(source)
+        items = [item for _, item, _ in _intents(plan, self._pushed.get(plan.ticket_id, Pushed()))]
         if result.sent:
-            self.store.journal_confirm(plan.ticket_id)
+            self.store.journal_confirm(plan.ticket_id, items)
             stats.writes_sent += 1
             stats.notes_sent += len(plan.notes)
         elif result.conflict:
-            stats.conflicts += 1
+            stats.conflicts += 1  # intents stay open: the next run re-plans from what it pulls
         else:
+            # Refused for good (gone, read-only): record it so it is reported once, not retried forever.
+            self.store.journal_refuse(plan.ticket_id, items)
             stats.writes_refused += 1
             log.warning("source %r: ticket %s refused the write-back: %s", source, plan.external_id, result.detail)
 
@@ -310,17 +329,23 @@ class Sync:
 
 
 def _pushed(rows: list[dict[str, Any]]) -> Pushed:
+    """The journal's view of a ticket. An unconfirmed intent may or may not have landed: its field
+    counts as unknown (sent again) and its tags as maybe present (removed if unwanted)."""
     field_value = None
-    tags: frozenset[str] = frozenset()
+    tags: set[str] = set()
+    maybe: set[str] = set()
     notes = set()
     for row in rows:
-        if row["item"] == "field" and row["value"] is not None:
-            field_value = json.loads(row["value"])
-        elif row["item"] == "tags" and row["value"] is not None:
-            tags = frozenset(json.loads(row["value"]))
-        elif row["item"].startswith("note:") and row["state"] == "sent":
+        done = row["state"] in ("sent", "refused")
+        if row["item"] == "field":
+            field_value = json.loads(row["value"]) if done and row["value"] is not None else None
+        elif row["item"] == "tags":
+            confirmed = set(json.loads(row["value"])) if row["value"] is not None else set()
+            tags = confirmed
+            maybe = confirmed | (set(json.loads(row["pending"])) if row.get("pending") else set())
+        elif row["item"].startswith("note:") and done:
             notes.add(row["item"][len("note:"):])
-    return Pushed(field=field_value, tags=tags, notes=frozenset(notes))
+    return Pushed(field=field_value, tags=frozenset(tags), maybe_tags=frozenset(maybe | tags), notes=frozenset(notes))
 
 
 def _intents(plan: WritebackPlan, pushed: Pushed) -> list[tuple[str, str, str]]:
@@ -334,4 +359,3 @@ def _intents(plan: WritebackPlan, pushed: Pushed) -> list[tuple[str, str, str]]:
     for note in plan.notes:
         entries.append((plan.ticket_id, f"note:{note.marker}", note.marker))
     return entries
-

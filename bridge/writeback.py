@@ -30,8 +30,9 @@ MARKER_PREFIX = "sla-bridge"
 class Pushed:
     """What the journal says was last pushed for one ticket (confirmed items only)."""
 
-    field: Any = None
-    tags: frozenset[str] = frozenset()
+    field: Any = None  # None: unknown, so a wanted value is (re)sent
+    tags: frozenset[str] = frozenset()  # managed tags confirmed on the ticket
+    maybe_tags: frozenset[str] = frozenset()  # ... plus those an unconfirmed push may have added
     notes: frozenset[str] = frozenset()  # markers
 
 
@@ -92,7 +93,7 @@ def plan_ticket(
         if any(c.breached for c in clocks):
             wanted.add(f"{settings.tag_prefix}breached")
         plan.add_tags = sorted(wanted - pushed.tags)
-        plan.remove_tags = sorted(pushed.tags - wanted)
+        plan.remove_tags = sorted((pushed.maybe_tags | pushed.tags) - wanted)
     if settings.notes:
         for clock in clocks:
             marker = note_marker(clock)

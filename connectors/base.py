@@ -117,6 +117,10 @@ class Connector(ABC):
     def apply(self, plan: WritebackPlan) -> WritebackResult:
         """Apply one ticket's write-back plan, without clobbering a newer edit by an agent."""
 
+    def history_start(self, now: datetime) -> datetime | None:
+        """Where the first pull's history begins; tickets created before it are not evaluated."""
+        return None
+
     def apply_all(self, plans: list[WritebackPlan]) -> list[WritebackResult]:
         """Apply many plans; connectors override this where the API has a cheaper bulk route."""
         return [self.apply(plan) for plan in plans]

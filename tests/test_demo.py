@@ -21,7 +21,7 @@ def test_demo_syncs_a_quarter_and_shows_what_it_wrote(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Seeded 400 tickets for ACME Ltd, Globex and Initech" in out
-    assert re.search(r"sync: 400 tickets pulled, [\d,]+ clocks evaluated, [1-9][\d,]* tickets written back \([1-9][\d,]* breach notes\)", out)
+    assert re.search(r"sync: 400 tickets pulled, [\d,]+ clocks computed, [1-9][\d,]* tickets written back \([1-9][\d,]* breach notes\)", out)
     assert "Worst clocks now (sla-bridge status):" in out and "breached" in out
     assert re.search(r"\| Ref: \[sla-bridge:zendesk-sandbox:\d+:\w+:\d+\]", out)
     config = tmp_path / "demo" / "sla-bridge.toml"

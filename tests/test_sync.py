@@ -233,3 +233,69 @@ def test_status_shows_one_tickets_timeline(tmp_path):
     assert re.search(rf"{first['metric']}#1 breached: .* of .*, paused .*, due ", timeline.stdout)
     missing = cli(config, "status", "zd:99999")
     assert missing.returncode == 2 and "no ticket 'zd:99999' in the store" in missing.stderr
+
+
+# -- found in review ---------------------------------------------------------------------------
+
+
+def test_history_that_arrives_a_run_late_is_evaluated_before_anything_is_written(tmp_path, uninterrupted):
+    """The ticket stream succeeds, the history stream fails: nothing may be judged on half the story."""
+    _, reference_notes = uninterrupted
+    box = sandbox()
+    box.inject("500", times=1000, path="/incremental/ticket_events")
+    with box.serve() as url:
+        config = write_config(tmp_path, {"zd": (box, url)})
+        first = cli(config, "sync", "--now", NOW)
+        assert first.returncode == 3 and box.count("", "PUT") == 0  # a failed source is never written from
+        box.faults.clear()
+        second = cli(config, "sync", "--now", NOW)
+        assert second.returncode == 0, second.stderr
+    assert sorted(bridge_notes(box)) == sorted(reference_notes)
+
+
+def test_marks_are_per_source(tmp_path):
+    one, two = sandbox(150), sandbox(150)
+    with one.serve() as url_one, two.serve() as url_two:
+        config = write_config(tmp_path, {"zd": (one, url_one), "other": (two, url_two)})
+        assert cli(config, "pull", "--now", NOW).returncode == 0
+        first = cli(config, "evaluate", "--source", "zd", "--now", NOW, "--json")
+        second = cli(config, "evaluate", "--source", "other", "--now", NOW, "--json")
+    import json
+
+    assert json.loads(first.stdout)["sources"]["zd"]["tickets_evaluated"] == 150
+    assert json.loads(second.stdout)["sources"]["other"]["tickets_evaluated"] == 150
+
+
+def test_tickets_created_before_the_pulled_history_are_not_judged(tmp_path):
+    box = sandbox(400)
+    with box.serve() as url:
+        config = write_config(tmp_path, {"zd": (box, url)})
+        text = config.read_text()
+        start = re.search(r'start = "([^"]+)"', text).group(1)
+        config.write_text(text.replace(start, "2026-10-15"))  # only the last ~2 weeks of history
+        assert cli(config, "sync", "--now", NOW).returncode == 0
+    db = sqlite3.connect(tmp_path / "store.db")
+    old = db.execute("select count(*) from tickets where created_at < '2026-10-15'").fetchone()[0]
+    judged = db.execute("select count(*) from sla_clocks c join tickets t on t.id = c.ticket_id "
+                        "where t.created_at < '2026-10-15'").fetchone()[0]
+    assert old > 0 and judged == 0
+    noted = {m.split(":")[2] for m in bridge_notes(box)}
+    assert all(box.tickets[int(n)]["created_at"] >= "2026-10-15" for n in noted)
+
+
+def test_an_unconfirmed_tag_push_is_cleaned_up_when_no_longer_wanted():
+    from bridge.config import WritebackConfig
+    from bridge.model import Ticket
+    from bridge.sync import _pushed
+    from bridge.writeback import plan_ticket
+
+    rows = [{"item": "tags", "value": "[]", "pending": '["sla_at_risk"]', "state": "intent"},
+            {"item": "field", "value": '"on_track"', "pending": '"at_risk"', "state": "intent"}]
+    pushed = _pushed(rows)
+    assert (pushed.field, pushed.tags, pushed.maybe_tags) == (None, frozenset(), frozenset({"sla_at_risk"}))
+    ticket = Ticket("zd", "zendesk", "1", "#1", "t", "open", "open", ANCHOR, ANCHOR)
+    from bridge.evaluator import Clock
+
+    calm = Clock("zd:1", "resolution", 1, "p", "v", "running", 3600, 60, 0, ANCHOR, None, ANCHOR, None, False)
+    plan = plan_ticket(ticket, [calm], WritebackConfig(enabled=True, status_field="custom_field:9"), pushed)
+    assert plan.remove_tags == ["sla_at_risk"] and plan.set_fields == {"custom_field:9": "on_track"}

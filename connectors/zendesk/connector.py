@@ -109,6 +109,9 @@ class ZendeskConnector(Connector):
         yield from self._pull_tickets(cursors.get("tickets"), start)
         yield from self._pull_events(cursors.get("ticket_events"), start)
 
+    def history_start(self, now: datetime) -> datetime:
+        return datetime.fromtimestamp(self._start_epoch(now), timezone.utc)
+
     def _start_epoch(self, now: datetime) -> int:
         start = self.config.start
         if start is None:
@@ -195,8 +198,13 @@ class ZendeskConnector(Connector):
 
     def note_exists(self, external_id: str, marker: str) -> bool:
         """Whether an internal note carrying ``marker`` is already on the ticket (NotFound: it is gone)."""
-        data = self.http.get_json(f"/api/v2/tickets/{external_id}/comments.json")
-        return any(marker in (c.get("body") or "") and c.get("public") is False for c in data.get("comments") or [])
+        url: str | None = f"/api/v2/tickets/{external_id}/comments.json"
+        while url:
+            data = self.http.get_json(url)
+            if any(marker in (c.get("body") or "") and c.get("public") is False for c in data.get("comments") or []):
+                return True
+            url = data.get("next_page")  # comments are paginated: a busy ticket has more than one page
+        return False
 
     # -- writing --------------------------------------------------------------------------
 
@@ -223,7 +231,8 @@ class ZendeskConnector(Connector):
                 ticket = response.json().get("ticket") or {}
                 return WritebackResult(plan.ticket_id, sent=True, version=ticket.get("updated_at"))
             log.info("source %r: ticket %s changed since it was read (409); re-reading (attempt %d)", self.name, plan.external_id, attempt)
-            stamp, tags = self._current(plan.external_id)
+            if attempt == 1:
+                stamp, tags = self._current(plan.external_id)
         return WritebackResult(
             plan.ticket_id, sent=False, conflict=True, version=stamp,
             detail="the ticket changed twice while sla-bridge wrote to it; left for the next run",
@@ -258,7 +267,10 @@ class ZendeskConnector(Connector):
         for members, change in batches:
             ids = ",".join(plan.external_id for plan in members)
             job = self.http.request("PUT", "/api/v2/tickets/update_many.json", params={"ids": ids}, json={"ticket": change}, json_body=True)
-            jobs[(job.get("job_status") or {})["id"]] = members
+            job_id = (job.get("job_status") or {}).get("id")
+            if not job_id:
+                raise BadRequest(f"update_many answered without a job status: {str(job)[:200]}", source=self.name)
+            jobs[job_id] = members
         finished: dict[str, dict[str, Any]] = {}
         for poll in range(JOB_POLLS):
             waiting = [job_id for job_id in jobs if job_id not in finished]

@@ -128,7 +128,11 @@ class ZendeskMapper:
                 if child.get("public") is not True:
                     continue  # internal notes (ours included) never move a clock
                 author = child.get("author_id")
-                when = _instant(child["created_at"]) if child.get("created_at") else at
+                try:
+                    when = _instant(child["created_at"]) if child.get("created_at") else at
+                except (TypeError, ValueError) as error:
+                    raise SkippableRecordError(f"ticket event {raw.get('id')}: unreadable comment time ({error})",
+                                               source=self.source, record_id=str(raw.get("id"))) from None
                 reply = "agent_reply" if author in agents else "customer_reply"
                 result.append(TicketEvent(ticket_id, f"c{child['id']}", reply, when, author=_text(author)))
                 continue
