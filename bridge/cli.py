@@ -430,7 +430,7 @@ def _finish(command: str, exit_code: int, report: dict[str, Any], planned: dict[
             f"{totals['tickets_evaluated']:,} tickets evaluated, {totals['clocks_changed']:,} clocks changed, "
             f"{totals['writes_sent']:,} writes sent ({totals['notes_sent']:,} notes)"
             + (f", {totals['conflicts']} conflicts left for the next run" if totals["conflicts"] else "")
-            + (f", {totals['writes_refused']} tickets refused the write (see the log)" if totals["writes_refused"] else "")
+            + (f", {totals['writes_refused']} tickets refused the write (-v lists them)" if totals["writes_refused"] else "")
             + (f", {totals['quarantined']} records quarantined" if totals["quarantined"] else "")
             + f" in {seconds:.1f}s"
         )

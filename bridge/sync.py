@@ -322,7 +322,7 @@ class Sync:
             # Refused for good (gone, read-only): record it so it is reported once, not retried forever.
             self.store.journal_refuse(plan.ticket_id, items)
             stats.writes_refused += 1
-            log.warning("source %r: ticket %s refused the write-back: %s", source, plan.external_id, result.detail)
+            log.info("source %r: ticket %s refused the write-back: %s", source, plan.external_id, result.detail)
 
     def report(self) -> dict[str, dict[str, Any]]:
         return {name: asdict(stats) for name, stats in sorted(self.stats.items())}

@@ -1,7 +1,7 @@
 """Write-back planning: the SLA view each ticket should show, minus what was already pushed.
 
 Pure: tickets, clocks and the journal of past pushes in; :class:`WritebackPlan` s out. The view
-of a ticket is its status field (``breached``, ``at_risk``, ``on_track`` or ``met``), two managed
+of a ticket (not deleted, not closed) is its status field (``breached``, ``at_risk``, ``on_track`` or ``met``), two managed
 tags (``<prefix>at_risk``, ``<prefix>breached``) and one internal note per breached clock
 (ticket, metric, cycle), which carries a stable marker so it is posted once, ever. Only the
 difference from the journal is planned, so a run with nothing new sends nothing.
@@ -78,8 +78,8 @@ def plan_ticket(
     credits: Mapping[tuple[str, int], Mapping[str, Any]] | None = None,
 ) -> WritebackPlan | None:
     """The plan for one ticket, or None when the ticket already shows its SLA view."""
-    if ticket.status == "deleted":
-        return None  # nothing to write to
+    if ticket.status in ("deleted", "closed"):
+        return None  # gone, or finished and (in Zendesk) read-only: nothing to write to
     plan = WritebackPlan(ticket_id=ticket.id, external_id=ticket.external_id, expected_version=ticket.version,
                          base_tags=list(ticket.tags))
     if settings.status_field and clocks:

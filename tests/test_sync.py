@@ -299,3 +299,22 @@ def test_an_unconfirmed_tag_push_is_cleaned_up_when_no_longer_wanted():
     calm = Clock("zd:1", "resolution", 1, "p", "v", "running", 3600, 60, 0, ANCHOR, None, ANCHOR, None, False)
     plan = plan_ticket(ticket, [calm], WritebackConfig(enabled=True, status_field="custom_field:9"), pushed)
     assert plan.remove_tags == ["sla_at_risk"] and plan.set_fields == {"custom_field:9": "on_track"}
+
+
+def test_a_ticket_closed_between_pull_and_push_is_refused_once_and_not_retried(tmp_path):
+    box = sandbox(300)
+    with box.serve() as url:
+        config = write_config(tmp_path, {"zd": (box, url)})
+        assert cli(config, "pull", "--now", NOW).returncode == 0
+        assert cli(config, "evaluate", "--now", NOW).returncode == 0
+        plans = cli(config, "push", "--dry-run", "--now", NOW, "--json")
+        target = next(p["ticket_id"] for p in __import__("json").loads(plans.stdout)["plans"]["zd"] if p["notes"])
+        box.tickets[int(target.split(":")[1])]["status"] = "closed"  # an agent closes it meanwhile
+        first = cli(config, "push", "--now", NOW)
+        puts = box.count("", "PUT")
+        second = cli(config, "push", "--now", NOW)
+    assert first.returncode == 0 and "1 tickets refused the write (-v lists them)" in first.stdout
+    assert second.returncode == 0 and box.count("", "PUT") == puts  # not retried
+    state = sqlite3.connect(tmp_path / "store.db").execute(
+        "select distinct state from writebacks where ticket_id = ?", [target]).fetchall()
+    assert state == [("refused",)]

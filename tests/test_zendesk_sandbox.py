@@ -94,11 +94,15 @@ def test_slow_pages_are_served_late_but_whole():
 
 
 def test_internal_notes_show_up_on_re_read_and_public_defaults_to_true():
-    sandbox = ZendeskSandbox(5, anchor=ANCHOR, clock=lambda: ANCHOR)
+    sandbox = ZendeskSandbox(20, anchor=ANCHOR, clock=lambda: ANCHOR)
+    number = next(n for n, t in sorted(sandbox.tickets.items()) if t["status"] not in ("closed", "deleted"))
+    closed = next(n for n, t in sorted(sandbox.tickets.items()) if t["status"] == "closed")
     with client_for(sandbox) as client:
-        client.put("/api/v2/tickets/2.json", json={"ticket": {"comment": {"body": "internal [sla-bridge:x]", "public": False}}})
-        client.put("/api/v2/tickets/2.json", json={"ticket": {"comment": {"body": "hello customer"}}})
-        comments = client.get("/api/v2/tickets/2/comments.json").json()["comments"]
+        client.put(f"/api/v2/tickets/{number}.json", json={"ticket": {"comment": {"body": "internal [sla-bridge:x]", "public": False}}})
+        client.put(f"/api/v2/tickets/{number}.json", json={"ticket": {"comment": {"body": "hello customer"}}})
+        comments = client.get(f"/api/v2/tickets/{number}/comments.json").json()["comments"]
+        refused = client.put(f"/api/v2/tickets/{closed}.json", json={"ticket": {"comment": {"body": "x", "public": False}}})
+    assert refused.status_code == 422 and "closed prevents ticket update" in refused.text
     assert [(c["body"], c["public"]) for c in comments[-2:]] == [("internal [sla-bridge:x]", False), ("hello customer", True)]
 
 
@@ -119,9 +123,9 @@ def test_oauth_bearer_tokens_work_as_well_as_api_tokens(monkeypatch):
 def test_bulk_write_back_groups_same_changes_and_keeps_other_tags(monkeypatch):
     from bridge.model import WritebackPlan
 
-    sandbox = ZendeskSandbox(200, anchor=ANCHOR, clock=lambda: ANCHOR)
+    sandbox = ZendeskSandbox(700, anchor=ANCHOR, clock=lambda: ANCHOR)  # most old tickets are closed by now
     connector = connector_for(sandbox, monkeypatch, {"email": "sla-bot@example.com", "token_env": "ZD_SECRET"})
-    live = [n for n in sorted(sandbox.tickets) if sandbox.tickets[n]["status"] != "deleted"]
+    live = [n for n in sorted(sandbox.tickets) if sandbox.tickets[n]["status"] not in ("deleted", "closed")]
     gone = next(n for n in sorted(sandbox.tickets) if sandbox.tickets[n]["status"] == "deleted")
     at_risk = [WritebackPlan(f"zd:{n}", str(n), add_tags=["sla_at_risk"]) for n in live[:149] + [gone]]
     first, second = live[149], live[150]

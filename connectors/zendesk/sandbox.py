@@ -195,6 +195,16 @@ class ZendeskSandbox:
                 plans.append((min(at + timedelta(hours=1), latest), number, {"author": BOT_ID, "delete": True}))
         for moment, number, step in sorted(plans, key=lambda p: (p[0], p[1])):
             self._apply_story_step(number, moment, step)
+        # Zendesk closes solved tickets (at the latest) 28 days after they were solved; closed
+        # tickets are read-only. (https://support.zendesk.com/hc/en-us/articles/4408887617050)
+        for number, ticket in self.tickets.items():
+            solved_at = datetime.fromisoformat(ticket["updated_at"].replace("Z", "+00:00"))
+            if ticket["status"] == "solved" and latest - solved_at > timedelta(days=28):
+                moment = solved_at + timedelta(days=28)
+                ticket["status"] = "closed"
+                self._record(number, moment, BOT_ID, [{"event_type": "Change", "status": "closed", "previous_value": "solved"}])
+        self.events.sort(key=lambda event: (event["timestamp"], event["id"]))  # the export is in time order
+        self._stamps = [event["timestamp"] for event in self.events]
 
     def _apply_story_step(self, number: int, moment: datetime, step: dict[str, Any]) -> None:
         ticket = self.tickets[number]
@@ -513,6 +523,8 @@ class ZendeskSandbox:
         change = body.get("ticket")
         if not isinstance(change, dict):
             return self._json(400, {"error": "InvalidValue", "description": "ticket is required"})
+        if ticket["status"] == "closed":
+            return self._closed()
         if change.get("safe_update") and change.get("updated_stamp") != ticket["updated_at"]:
             return self._json(409, {"error": "DatabaseConflict", "description": "Database collision"})
         invalid = self._invalid_fields(change.get("custom_fields", []))
@@ -583,6 +595,10 @@ class ZendeskSandbox:
                 if ticket is None or ticket["status"] == "deleted":
                     job.results.append({"index": index, "id": number, "action": "update", "success": False,
                                         "error": "TicketNotFound", "details": f"Ticket {number} not found"})
+                    continue
+                if ticket["status"] == "closed":
+                    job.results.append({"index": index, "id": number, "action": "update", "success": False,
+                                        "error": "TicketUpdateFailed", "details": "Status: closed prevents ticket update"})
                     continue
                 children = self._apply_change(number, job.change)
                 if children:
@@ -655,6 +671,10 @@ class ZendeskSandbox:
     @staticmethod
     def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> httpx.Response:
         return httpx.Response(status, headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})}, content=json.dumps(payload).encode())
+
+    def _closed(self) -> httpx.Response:
+        return self._json(422, {"error": "RecordInvalid", "description": "Record validation errors",
+                                "details": {"status": [{"description": "Status: closed prevents ticket update"}]}})
 
     def _not_found(self) -> httpx.Response:
         return self._json(404, {"error": "RecordNotFound", "description": "Not found"})
