@@ -355,14 +355,6 @@ class Store:
         found = {row["id"]: _ticket_from_row(row) for row in self.db.query(f"select * from tickets where id in ({marks})", ticket_ids)}
         return [found[i] for i in ticket_ids if i in found]
 
-    def ticket_ids(self, *, source: str | None = None, pulled_after: str | None = None) -> list[str]:
-        sql, args = "select id from tickets where 1=1", []
-        if source is not None:
-            sql, args = sql + " and source = ?", [*args, source]
-        if pulled_after is not None:
-            sql, args = sql + " and pulled_at > ?", [*args, pulled_after]
-        return [row[0] for row in self.db.execute(sql + " order by id", args).fetchall()]
-
     def ticket_id_chunks(self, source: str, *, pulled_after_run: int | None, size: int = 500) -> Iterator[list[str]]:
         """Ids to evaluate, in chunks by key: pulled (or given history) after that run, or with a
         clock still open; all of them when ``pulled_after_run`` is None. Paging by key on the
@@ -390,14 +382,6 @@ class Store:
                 return
             yield [row[0] for row in rows]
             last = rows[-1][0]
-
-    def open_clock_ticket_ids(self, source: str | None = None) -> list[str]:
-        """Tickets with a clock still running or paused: their state moves with time."""
-        sql = "select distinct c.ticket_id from sla_clocks c join tickets t on t.id = c.ticket_id where c.stopped_at is null"
-        args: list[Any] = []
-        if source is not None:
-            sql, args = sql + " and t.source = ?", [source]
-        return [row[0] for row in self.db.execute(sql, args).fetchall()]
 
     def replace_clocks(self, ticket_id: str, rows: list[dict[str, Any]]) -> int:
         """Make ``rows`` the ticket's clocks; returns how many changed state or deadline (elapsed
