@@ -29,7 +29,6 @@ import bisect
 import difflib
 import hashlib
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field

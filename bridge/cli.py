@@ -702,7 +702,8 @@ def demo(directory: str | None, tickets: int) -> None:
         state.config_path, state.db, state._config = str(config_path), None, None
         click.echo(f"Seeded {tickets:,} tickets for ACME Ltd, Globex and Initech in: " + ", ".join(sources))
         code, report, planned = run_pipeline("sync", ("pull", "evaluate", "push"), ())
-        _finish("sync", code, dict(report), planned, dry_run=False, as_json=False) if code else None
+        if code:  # a source failed: say so, as sync would, and stop here
+            _finish("sync", code, dict(report), planned, dry_run=False, as_json=False)
         seconds = report.pop("_seconds", 0)
         stats = {key: sum(s.get(key, 0) for s in report.values()) for key in ("tickets_pulled", "clocks_changed", "writes_sent", "notes_sent")}
         click.echo(f"sync: {stats['tickets_pulled']:,} tickets pulled, {stats['clocks_changed']:,} clocks computed, "

@@ -28,7 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.calendar import merge_spans, to_epoch
-from bridge.config import AvailabilityConfig, BreachTier, CreditsConfig, SuccessTier
+from bridge.config import AvailabilityConfig, BreachTier, SuccessTier
 from bridge.durations import parse_duration
 from bridge.evaluator import TERMINAL_STATUSES, Clock, status_segments
 from bridge.model import Ticket, TicketEvent
@@ -199,6 +199,10 @@ class PeriodCredit:
     success_rates: dict[str, float] = field(default_factory=dict)
     uptime_percent: float | None = None
 
+    def add(self, kind: str, percent: float, reason: str, **ref: Any) -> None:
+        """A line of this customer's credit for this period (``ref``: ticket_id, metric, cycle)."""
+        self.lines.append(CreditLine(self.customer, self.period, kind, self.policy, percent, reason, **ref))
+
 
 def compute_credits(evaluated: Iterable[Evaluated], now: datetime) -> list[PeriodCredit]:
     """Credits per (customer, policy, period), sorted by customer, period and policy."""
@@ -235,18 +239,9 @@ def compute_credits(evaluated: Iterable[Evaluated], now: datetime) -> list[Perio
                 decided[(customer, item.policy.name, period)][clock.metric].append(False)
                 percent = breach_credit_percent(terms.per_breach, clock)
                 if percent:
-                    group(customer, item.policy, period).lines.append(
-                        CreditLine(
-                            customer=customer,
-                            period=period,
-                            kind="breach",
-                            policy=item.policy.name,
-                            percent=percent,
-                            reason=f"{clock.metric} missed by {clock.overrun_seconds}s of business time",
-                            ticket_id=clock.ticket_id,
-                            metric=clock.metric,
-                            cycle=clock.cycle,
-                        )
+                    group(customer, item.policy, period).add(
+                        "breach", percent, f"{clock.metric} missed by {clock.overrun_seconds}s of business time",
+                        ticket_id=clock.ticket_id, metric=clock.metric, cycle=clock.cycle,
                     )
             elif clock.state == "met" and clock.stopped_at is not None:
                 period = period_of(clock.stopped_at, zone, terms.period)
@@ -271,17 +266,7 @@ def compute_credits(evaluated: Iterable[Evaluated], now: datetime) -> list[Perio
             credit = group(customer, policy, period)
             credit.success_rates[metric] = share
             if percent:
-                credit.lines.append(
-                    CreditLine(
-                        customer=customer,
-                        period=period,
-                        kind="success_rate",
-                        policy=policy_name,
-                        percent=percent,
-                        reason=f"{metric}: {sum(outcomes)} of {len(outcomes)} met ({share:.2f}%)",
-                        metric=metric,
-                    )
-                )
+                credit.add("success_rate", percent, f"{metric}: {sum(outcomes)} of {len(outcomes)} met ({share:.2f}%)", metric=metric)
 
     for (customer, policy_name), spans in outages.items():
         policy = policies[policy_name]
@@ -299,16 +284,8 @@ def compute_credits(evaluated: Iterable[Evaluated], now: datetime) -> list[Perio
             credit = group(customer, policy, label)
             credit.uptime_percent = uptime
             if percent:
-                credit.lines.append(
-                    CreditLine(
-                        customer=customer,
-                        period=label,
-                        kind="availability",
-                        policy=policy_name,
-                        percent=percent,
-                        reason=f"uptime {uptime:.4f}% ({down}s down) against {policy.credits.availability.commitment}%",
-                    )
-                )
+                credit.add("availability", percent,
+                           f"uptime {uptime:.4f}% ({down}s down) against {policy.credits.availability.commitment}%")
 
     for credit in groups.values():
         terms = policies[credit.policy].credits

@@ -152,9 +152,7 @@ class Sync:
     def close(self) -> None:
         for name, connector in self._connectors.items():
             self.stat(name).requests += connector.http.requests_made
-            unmapped = getattr(getattr(connector, "mapper", None), "unmapped", None)
-            if unmapped:
-                self.stat(name).unmapped = dict(unmapped)
+            self.stat(name).unmapped = connector.unmapped()
             connector.http.client.close()
         self._connectors.clear()
 
@@ -193,7 +191,7 @@ class Sync:
             everything = mark is None or self.store.mark(f"policies:{source}") != fingerprint
             horizon_text = self.store.mark(f"history_from:{source}")
             horizon = from_iso(horizon_text) if horizon_text else None
-            for chunk in self.store.ticket_id_chunks(source, pulled_after_run=None if everything else int(mark or 0)):
+            for chunk in self.store.ticket_id_chunks(source, pulled_after_run=None if everything else int(mark)):
                 with self.store.db.atomic():
                     for ticket, events in self.store.load(chunk):
                         if horizon is not None and ticket.created_at < horizon:
@@ -225,10 +223,6 @@ class Sync:
             }, pk="id")
 
     # -- plan and push --------------------------------------------------------------------
-
-    def plan(self, source: str) -> list[WritebackPlan]:
-        """Every plan of a source (for --dry-run and tests); push streams the same in chunks."""
-        return [plan for chunk in self._plan_chunks(source) for plan in chunk]
 
     def _plan_chunks(self, source: str, size: int = 500) -> Iterator[list[WritebackPlan]]:
         """Plans in chunks of ``size`` tickets, so memory stays flat however large the store."""

@@ -117,6 +117,10 @@ class Connector(ABC):
     def apply(self, plan: WritebackPlan) -> WritebackResult:
         """Apply one ticket's write-back plan, without clobbering a newer edit by an agent."""
 
+    def unmapped(self) -> dict[str, int]:
+        """Raw values the config does not map (``"status 'escalated'" -> count``), for the run report."""
+        return {}
+
     def history_start(self, now: datetime) -> datetime | None:
         """Where the first pull's history begins; tickets created before it are not evaluated."""
         return None

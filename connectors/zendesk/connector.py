@@ -109,6 +109,9 @@ class ZendeskConnector(Connector):
         yield from self._pull_tickets(cursors.get("tickets"), start)
         yield from self._pull_events(cursors.get("ticket_events"), start)
 
+    def unmapped(self) -> dict[str, int]:
+        return dict(self.mapper.unmapped)
+
     def history_start(self, now: datetime) -> datetime:
         return datetime.fromtimestamp(self._start_epoch(now), timezone.utc)
 
