@@ -1,4 +1,4 @@
-"""Compare bridge.calendar.business_seconds with businesstimedelta on the same calendars.
+"""Compare bridge.engine.calendar.business_seconds with businesstimedelta on the same calendars.
 
     pip install -e '.[bench]' && python bench/calendar.py [--n 100000] [--seed 1]
 
@@ -27,7 +27,7 @@ import holidays  # noqa: E402
 import pytz  # noqa: E402
 from businesstimedelta import HolidayRule, Rules, WorkDayRule  # noqa: E402
 
-from bridge.calendar import Calendar  # noqa: E402
+from bridge.engine.calendar import Calendar  # noqa: E402
 
 UTC = timezone.utc
 RANGE_START = datetime(2025, 1, 1, tzinfo=UTC)

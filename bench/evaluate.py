@@ -22,11 +22,11 @@ import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from datetime import datetime, timedelta, timezone  # noqa: E402
 
-from bridge.calendar import Calendar  # noqa: E402
-from bridge.credits import Evaluated, compute_credits  # noqa: E402
-from bridge.evaluator import evaluate_ticket  # noqa: E402
+from bridge.engine.calendar import Calendar  # noqa: E402
+from bridge.engine.credits import Evaluated, compute_credits  # noqa: E402
+from bridge.engine.evaluator import evaluate_ticket  # noqa: E402
 from bridge.model import Ticket, TicketEvent  # noqa: E402
-from bridge.policy import Policy  # noqa: E402
+from bridge.engine.policy import Policy  # noqa: E402
 
 UTC = timezone.utc
 QUARTER_START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -25,7 +25,7 @@ import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bridge.demo import demo_config  # noqa: E402
+from bridge.pipeline.demo import demo_config  # noqa: E402
 from connectors.zendesk.sandbox import ZendeskSandbox  # noqa: E402
 
 ANCHOR = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)

@@ -18,7 +18,9 @@ import time
 import tomllib
 import traceback
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,17 +28,24 @@ from typing import Any, TypeVar
 import click
 
 from bridge import __version__
-from bridge.calendar import parse_interval
 from bridge.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, Config, load_config
-from bridge.credentials import redact
-from bridge.durations import format_duration
+from bridge.edges.credentials import redact
+from bridge.edges.logs import configure_logging
+from bridge.edges.store import Store
+from bridge.engine.durations import format_duration
+from bridge.engine.hours import parse_interval
 from bridge.errors import ConfigError, SlaBridgeError, SourceError
-from bridge.logs import configure_logging
-from bridge.store import Store
+from bridge.framework.contract import Connector
+from bridge.framework.registry import connector_class
+from bridge.model import WritebackPlan, from_iso
+from bridge.pipeline.connect import open_connector
+from bridge.pipeline.demo import demo_config, start_sandboxes
+from bridge.pipeline.report import RunReport
+from bridge.pipeline.run import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, PHASES, run_pipeline
 
 __all__ = ["cli", "main"]
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_USAGE = 2
 log = logging.getLogger("sla_bridge.cli")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -215,7 +224,7 @@ def check(online: bool, as_json: bool) -> None:
     """
     state = _setup()
     config = state.config()
-    _require_secrets(config)
+    config.require_secrets()
     summary = _summarise(config, state)
     exit_code = EXIT_OK
     if online:
@@ -232,31 +241,20 @@ def check(online: bool, as_json: bool) -> None:
         click.get_current_context().exit(exit_code)
 
 
-def _require_secrets(config: Config, names: list[str] | None = None) -> None:
-    """Every source's secret must be readable before anything is sent: one error listing all."""
-    problems: list[str] = []
-    for name in names if names is not None else config.sources:
-        try:
-            config.source_secret(name)
-        except ConfigError as error:
-            problems.extend(error.problems)
-    if problems:
-        raise ConfigError(problems, file=str(config.path) if config.path else None)
-
-
 def _summarise(config: Config, state: AppState) -> dict[str, Any]:
     sources = []
     for name, source in config.sources.items():
         auth = source.auth
-        secret_from = getattr(auth, f"{auth.kind}_env") or getattr(auth, f"{auth.kind}_file")
-        where = "env" if getattr(auth, f"{auth.kind}_env") else "file"
+        where = "env" if auth.secret_env else "file"
+        writes = connector_class(source.system).writes
         sources.append(
             {
                 "name": name,
                 "system": source.system,
                 "url": source.url,
-                "auth": {"kind": auth.kind, "account": auth.principal, "secret_from": f"{where} {secret_from}"},
+                "auth": {"kind": auth.kind, "account": auth.principal, "secret_from": f"{where} {auth.secret_env or auth.secret_file}"},
                 "writeback": source.writeback.enabled,
+                "can_write": [what for what in ("status_field", "tags", "notes", "bulk", "concurrency") if getattr(writes, what)],
                 "statuses_mapped": len(source.statuses),
                 "priorities_mapped": len(source.priorities),
             }
@@ -313,9 +311,7 @@ def _check_sources(config: Config, state: AppState) -> dict[str, dict[str, Any]]
 
 
 def _check_one_source(config: Config, name: str) -> dict[str, Any]:
-    from connectors import open_connector  # the CLI is the edge that wires connectors in
-
-    connector = None
+    connector: Connector | None = None
     try:
         connector = open_connector(config, name)
         account = connector.check_credentials()
@@ -333,190 +329,118 @@ def _check_one_source(config: Config, name: str) -> dict[str, Any]:
 # -- pull, evaluate, push, sync --------------------------------------------------------------
 
 
-def source_options(command: F) -> F:
-    command = click.option("--source", "sources", multiple=True, metavar="NAME",
-                           help="Only this source (repeatable; default: every source).")(command)
-    return command
-
-
-def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
     if value is None:
         return None
-    from bridge.model import from_iso
-
     try:
         return from_iso(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an instant with an offset, e.g. 2026-11-30T23:59:59Z") from None
 
 
-def now_option(command: F) -> F:
-    return click.option("--now", callback=_instant, metavar="INSTANT",
-                        help="Evaluate as of this instant (ISO 8601 with offset) instead of the current time.")(command)
-
-
-def dry_run_option(command: F) -> F:
-    return click.option("--dry-run", is_flag=True, help="Print the write-back plan per ticket; write nothing to any source.")(command)
-
-
-def run_pipeline(command: str, phases: tuple[str, ...], sources: tuple[str, ...], *, dry_run: bool = False,
-                 now: Any = None, transports: dict[str, Any] | None = None,
-                 quiet: bool = False) -> tuple[int, dict[str, Any], dict[str, list[Any]]]:
-    """Lock the store, run the phases, record the run; (exit code, per-source report, plans)."""
-    from datetime import datetime, timezone
-
-    from bridge.lock import RunLock
-    from bridge.sync import Sync
-
-    state = _state()
-    config = state.config()
-    names = list(sources) or sorted(config.sources)
-    unknown = [n for n in names if n not in config.sources]
-    if unknown:
-        raise ConfigError(f"--source {unknown[0]!r}: no such source; known: {', '.join(sorted(config.sources)) or 'none'}",
-                          file=str(config.path) if config.path else None)
-    if "pull" in phases or "push" in phases:
-        _require_secrets(config, names)
-    store_path = config.store_path(state.db)
-    began = time.monotonic()
-    with RunLock(store_path, command), Store.open(store_path) as store:
-        run_id = store.start_run(command + (" --dry-run" if dry_run else ""))
-        sync = Sync(config, store, now=now or datetime.now(timezone.utc), run_id=run_id, transports=transports,
-                    progress=_progress if sys.stderr.isatty() and not quiet else None)
-        planned: dict[str, list[Any]] = {}
-        try:
-            if "pull" in phases:
-                sync.pull(names)
-            if "evaluate" in phases:
-                sync.evaluate(names)
-            if "push" in phases:
-                planned = sync.push(names, dry_run=dry_run)
-        except BaseException as error:
-            sync.close()
-            store.finish_run(run_id, exit_code=EXIT_FAILURE, sources=sync.report(), error=f"{type(error).__name__}: {error}")
-            raise
-        sync.close()
-        report = sync.report()
-        failed = [name for name in names if report.get(name, {}).get("error")]
-        exit_code = EXIT_PARTIAL if failed else EXIT_OK
-        store.finish_run(run_id, exit_code=exit_code, sources=report)
-    if sys.stderr.isatty() and not quiet and "pull" in phases:
-        click.echo("", err=True)
-    report["_seconds"] = round(time.monotonic() - began, 2)  # type: ignore[assignment]
-    return exit_code, report, planned
-
-
 def _progress(source: str, records: int) -> None:
     click.echo(f"\rpulling {source}: {records:,} records", nl=False, err=True)
 
 
-def _finish(command: str, exit_code: int, report: dict[str, Any], planned: dict[str, list[Any]], *, dry_run: bool, as_json: bool) -> None:
-    seconds = report.pop("_seconds", 0)
+def _run(command: str, phases: tuple[str, ...], sources: tuple[str, ...] = (), *, dry_run: bool = False,
+         now: datetime | None = None, quiet: bool = False) -> RunReport:
+    """The pipeline, locked and recorded, with progress on a terminal."""
+    state = _state()
+    config = state.config()
+    interactive = sys.stderr.isatty() and not quiet
+    report = run_pipeline(config, command, phases, sources, store_path=config.store_path(state.db), dry_run=dry_run, now=now,
+                          progress=_progress if interactive else None)
+    if interactive and "pull" in phases:
+        click.echo("", err=True)
+    return report
+
+
+def _finish(report: RunReport, *, dry_run: bool, as_json: bool) -> None:
     if as_json:
-        click.echo(redact(json.dumps({"command": command, "exit_code": exit_code, "seconds": seconds, "sources": report,
-                                      "plans": {s: [_plan_doc(p) for p in plans] for s, plans in planned.items()} if dry_run else None},
-                                     indent=2, default=str)))
+        plans = {s: [_plan_doc(p) for p in plans] for s, plans in report.plans.items()} if dry_run else None
+        click.echo(redact(json.dumps({"command": report.command, "exit_code": report.exit_code, "seconds": report.seconds,
+                                      "sources": report.source_docs(), "plans": plans}, indent=2, default=str)))
     else:
         if dry_run:
-            for source, plans in planned.items():
+            for source, plans in report.plans.items():
                 click.echo(f"{source}: {len(plans)} ticket(s) would be written (dry run: nothing sent)")
                 for plan in plans:
                     click.echo(f"  {plan.ticket_id}: {_describe_plan(plan)}")
-        totals = {key: sum(s.get(key, 0) for s in report.values()) for key in
-                  ("tickets_pulled", "events_pulled", "tickets_evaluated", "clocks_changed", "writes_sent", "notes_sent", "conflicts",
-                   "writes_refused", "quarantined")}
+        total = report.total
         click.echo(
-            f"{command}: {len(report)} source(s), {totals['tickets_pulled']:,} tickets and {totals['events_pulled']:,} events pulled, "
-            f"{totals['tickets_evaluated']:,} tickets evaluated, {totals['clocks_changed']:,} clocks changed, "
-            f"{totals['writes_sent']:,} writes sent ({totals['notes_sent']:,} notes)"
-            + (f", {totals['conflicts']} conflicts left for the next run" if totals["conflicts"] else "")
-            + (f", {totals['writes_refused']} tickets refused the write (-v lists them)" if totals["writes_refused"] else "")
-            + (f", {totals['quarantined']} records quarantined" if totals["quarantined"] else "")
-            + f" in {seconds:.1f}s"
+            f"{report.command}: {len(report.sources)} source(s), {total('tickets_pulled'):,} tickets and "
+            f"{total('events_pulled'):,} events pulled, {total('tickets_evaluated'):,} tickets evaluated, "
+            f"{total('clocks_changed'):,} clocks changed, {total('writes_sent'):,} writes sent ({total('notes_sent'):,} notes)"
+            + (f", {total('conflicts')} conflicts left for the next run" if total("conflicts") else "")
+            + (f", {total('writes_refused')} tickets refused the write (-v lists them)" if total("writes_refused") else "")
+            + (f", {total('quarantined')} records quarantined" if total("quarantined") else "")
+            + f" in {report.seconds:.1f}s"
         )
-        for name, stats in report.items():
-            if stats.get("unmapped"):
+        for name, stats in sorted(report.sources.items()):
+            if stats.unmapped:
                 click.echo(f"Warning: source {name!r}: unmapped values kept raw: "
-                           + ", ".join(f"{k} ({v})" for k, v in stats["unmapped"].items()), err=True)
-    for name, stats in report.items():
-        if stats.get("error"):
-            click.echo(f"Error: {stats['error']}", err=True)
-    if exit_code:
-        click.get_current_context().exit(exit_code)
+                           + ", ".join(f"{k} ({v})" for k, v in stats.unmapped.items()), err=True)
+    for name in report.failed:
+        click.echo(f"Error: {report.sources[name].error}", err=True)
+    if report.exit_code:
+        click.get_current_context().exit(report.exit_code)
 
 
-def _plan_doc(plan: Any) -> dict[str, Any]:
+def _plan_doc(plan: WritebackPlan) -> dict[str, Any]:
     return {"ticket_id": plan.ticket_id, "set_fields": plan.set_fields, "add_tags": plan.add_tags,
             "remove_tags": plan.remove_tags, "notes": [n.marker for n in plan.notes]}
 
 
-def _describe_plan(plan: Any) -> str:
+def _describe_plan(plan: WritebackPlan) -> str:
     parts = [f"set {k} = {v!r}" for k, v in plan.set_fields.items()]
     parts += [f"add tag {t}" for t in plan.add_tags] + [f"remove tag {t}" for t in plan.remove_tags]
     parts += [f"internal note {n.marker}" for n in plan.notes]
     return "; ".join(parts)
 
 
-@cli.command()
-@source_options
-@now_option
-@json_option
-@global_options
-def pull(sources: tuple[str, ...], now: Any, as_json: bool) -> None:
-    """Pull changed tickets and their history from the sources into the store.
+def _pipeline_command(name: str, phases: tuple[str, ...], doc: str, *, writes: bool) -> click.Command:
+    """``pull``, ``evaluate``, ``push`` and ``sync``: one implementation, the phases differ."""
+
+    def command(sources: tuple[str, ...], now: datetime | None, as_json: bool, dry_run: bool = False) -> None:
+        _setup()
+        _finish(_run(name, phases, sources, dry_run=dry_run, now=now), dry_run=dry_run, as_json=as_json)
+
+    command.__doc__ = doc
+    command.__name__ = name
+    decorated: Any = command
+    for option in (
+        global_options,
+        json_option,
+        click.option("--now", callback=_instant, metavar="INSTANT",
+                     help="Evaluate as of this instant (ISO 8601 with offset) instead of the current time."),
+        *([click.option("--dry-run", is_flag=True, help="Print the write-back plan per ticket; write nothing to any source.")]
+          if writes else []),
+        click.option("--source", "sources", multiple=True, metavar="NAME",
+                     help="Only this source (repeatable; default: every source)."),
+    ):
+        decorated = option(decorated)
+    return cli.command(name)(decorated)  # type: ignore[no-any-return]
+
+
+pull = _pipeline_command("pull", ("pull",), """Pull changed tickets and their history from the sources into the store.
 
     \b
     Example:
         sla-bridge pull --source zendesk-prod
-    """
-    _setup()
-    code, report, planned = run_pipeline("pull", ("pull",), sources, now=now)
-    _finish("pull", code, report, planned, dry_run=False, as_json=as_json)
-
-
-@cli.command()
-@source_options
-@now_option
-@json_option
-@global_options
-def evaluate(sources: tuple[str, ...], now: Any, as_json: bool) -> None:
-    """Evaluate the SLA clocks of tickets that changed, and of clocks still running.
+    """, writes=False)
+evaluate = _pipeline_command("evaluate", ("evaluate",), """Evaluate the SLA clocks of tickets that changed, and of clocks still running.
 
     \b
     Example:
         sla-bridge evaluate
-    """
-    _setup()
-    code, report, planned = run_pipeline("evaluate", ("evaluate",), sources, now=now)
-    _finish("evaluate", code, report, planned, dry_run=False, as_json=as_json)
-
-
-@cli.command()
-@source_options
-@dry_run_option
-@now_option
-@json_option
-@global_options
-def push(sources: tuple[str, ...], dry_run: bool, now: Any, as_json: bool) -> None:
-    """Write SLA status, tags and breach notes back to the tickets: only what changed.
+    """, writes=False)
+push = _pipeline_command("push", ("push",), """Write SLA status, tags and breach notes back to the tickets: only what changed.
 
     \b
     Example:
         sla-bridge push --dry-run
-    """
-    _setup()
-    code, report, planned = run_pipeline("push", ("push",), sources, dry_run=dry_run, now=now)
-    _finish("push", code, report, planned, dry_run=dry_run, as_json=as_json)
-
-
-@cli.command()
-@source_options
-@dry_run_option
-@now_option
-@json_option
-@global_options
-def sync(sources: tuple[str, ...], dry_run: bool, now: Any, as_json: bool) -> None:
-    """Pull, evaluate and push in one locked run: what cron runs. Quiet on success.
+    """, writes=True)
+sync = _pipeline_command("sync", PHASES, """Pull, evaluate and push in one locked run: what cron runs. Quiet on success.
 
     Exit 0 ok, 3 when a source failed (the others still ran; the next run resumes), 75 when
     another run holds the lock.
@@ -524,23 +448,10 @@ def sync(sources: tuple[str, ...], dry_run: bool, now: Any, as_json: bool) -> No
     \b
     Example:
         */5 * * * * sla-bridge --config /etc/sla-bridge.toml sync
-    """
-    _setup()
-    code, report, planned = run_pipeline("sync", ("pull", "evaluate", "push"), sources, dry_run=dry_run, now=now)
-    _finish("sync", code, report, planned, dry_run=dry_run, as_json=as_json)
+    """, writes=True)
 
 
 # -- status ---------------------------------------------------------------------------------
-
-_STATUS_SQL = """
-select t.key, t.source, t.customer, t.priority, c.ticket_id, c.metric, c.cycle, c.state, c.target_seconds,
-       c.elapsed_seconds, c.due_at, c.breached_at, c.at_risk, c.stopped_at
-from sla_clocks c join tickets t on t.id = c.ticket_id
-where c.stopped_at is null or c.state = 'breached'
-order by case when c.state = 'breached' and c.stopped_at is null then 0 when c.state = 'breached' then 2
-              when c.at_risk then 1 else 3 end,
-         (c.elapsed_seconds - c.target_seconds) desc, c.due_at
-"""
 
 
 @cli.command()
@@ -564,7 +475,7 @@ def status(ticket: str | None, limit: int, as_json: bool) -> None:
         if ticket:
             _timeline(store, ticket, as_json)
             return
-        rows = list(store.db.query(_STATUS_SQL + (f" limit {int(limit)}" if limit and not as_json else "")))
+        rows = store.worst_clocks(None if as_json or not limit else limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -580,19 +491,19 @@ def status(ticket: str | None, limit: int, as_json: bool) -> None:
     ) for row in rows]
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     for line in table:
-        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
 
 def _timeline(store: Store, wanted: str, as_json: bool) -> None:
-    from bridge.evaluator import status_segments
+    from bridge.engine.evaluator import status_segments
 
-    matches = [r["id"] for r in store.db.query("select id from tickets where id = ? or key = ?", [wanted, wanted])]
+    matches = store.find_tickets(wanted)
     if not matches:
         raise click.UsageError(f"no ticket {wanted!r} in the store (use an id such as zendesk-prod:123 or a key such as #123)")
     if len(matches) > 1:
         raise click.UsageError(f"{wanted!r} names tickets in several sources: {', '.join(matches)}; use the id")
     [(ticket, events)] = store.load(matches)
-    clocks = list(store.db["sla_clocks"].rows_where("ticket_id = ?", [ticket.id], order_by="metric, cycle"))
+    clocks = store.clock_rows(ticket.id)
     segments = status_segments(ticket, events)
     if as_json:
         click.echo(json.dumps({"ticket": {"id": ticket.id, "key": ticket.key, "title": ticket.title, "status": ticket.status,
@@ -621,21 +532,6 @@ def _timeline(store: Store, wanted: str, as_json: bool) -> None:
 # -- sandbox and demo -----------------------------------------------------------------------
 
 
-def _start_sandboxes(stack: Any, tickets: int, seed: int) -> dict[str, dict[str, Any]]:
-    """Every landed connector's sandbox on a loopback port; their [sources.NAME] tables."""
-    from connectors import sandbox_class, sandbox_systems
-
-    sources: dict[str, dict[str, Any]] = {}
-    for system in sandbox_systems():
-        # 30 export requests a minute: Zendesk's High Volume add-on, so a quarter pulls without a pause
-        box = sandbox_class(system)(tickets, seed=seed, export_limit_per_minute=30)
-        url = stack.enter_context(box.serve())
-        token_env = f"SLA_DEMO_{system.upper()}_TOKEN"
-        os.environ[token_env] = box.token
-        sources[f"{system}-sandbox"] = {**box.source_config(url, token_env), "_box": box}
-    return sources
-
-
 @cli.command()
 @click.option("--tickets", type=int, default=1500, show_default=True, help="Tickets each sandbox seeds.")
 @click.option("--seed", type=int, default=2026, show_default=True, help="Seed of the sandbox data.")
@@ -651,19 +547,15 @@ def sandbox(tickets: int, seed: int, write_to: str | None) -> None:
     Example:
         sla-bridge sandbox --write sandbox.toml
     """
-    from contextlib import ExitStack
-
-    from bridge.demo import demo_config
-
     _setup()
     with ExitStack() as stack:
-        sources = _start_sandboxes(stack, tickets, seed)
-        text = demo_config({name: {k: v for k, v in src.items() if k != "_box"} for name, src in sources.items()})
+        running = start_sandboxes(stack, tickets, seed)
+        text = demo_config({name: box.source for name, box in running.items()})
         if write_to:
             Path(write_to).write_text(text)
         click.echo(text)
-        for name, src in sources.items():
-            click.echo(f"# export {src['auth']['token_env']}={src['_box'].token}", err=True)
+        for box in running.values():
+            click.echo(f"# export {box.source['auth']['token_env']}={box.sandbox.token}", err=True)
         click.echo("# sandboxes running on loopback; Ctrl-C to stop", err=True)
         try:
             while True:
@@ -686,38 +578,33 @@ def demo(directory: str | None, tickets: int) -> None:
     Example:
         sla-bridge demo ./demo
     """
-    from contextlib import ExitStack
-
-    from bridge.demo import demo_config
-
     state = _setup()
     folder = Path(directory or tempfile.mkdtemp(prefix="sla-bridge-demo-")).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     for stale in ("sla-bridge.db", "sla-bridge.db-wal", "sla-bridge.db-shm"):  # never the lock file
         (folder / stale).unlink(missing_ok=True)
     with ExitStack() as stack:
-        sources = _start_sandboxes(stack, tickets, 2026)
+        running = start_sandboxes(stack, tickets, 2026)
         config_path = folder / "sla-bridge.toml"
-        config_path.write_text(demo_config({name: {k: v for k, v in src.items() if k != "_box"} for name, src in sources.items()}))
+        config_path.write_text(demo_config({name: box.source for name, box in running.items()}))
         state.config_path, state.db, state._config = str(config_path), None, None
-        click.echo(f"Seeded {tickets:,} tickets for ACME Ltd, Globex and Initech in: " + ", ".join(sources))
-        code, report, planned = run_pipeline("sync", ("pull", "evaluate", "push"), ())
-        if code:  # a source failed: say so, as sync would, and stop here
-            _finish("sync", code, dict(report), planned, dry_run=False, as_json=False)
-        seconds = report.pop("_seconds", 0)
-        stats = {key: sum(s.get(key, 0) for s in report.values()) for key in ("tickets_pulled", "clocks_changed", "writes_sent", "notes_sent")}
-        click.echo(f"sync: {stats['tickets_pulled']:,} tickets pulled, {stats['clocks_changed']:,} clocks computed, "
-                   f"{stats['writes_sent']:,} tickets written back ({stats['notes_sent']:,} breach notes) in {seconds:.1f}s\n")
+        click.echo(f"Seeded {tickets:,} tickets for ACME Ltd, Globex and Initech in: " + ", ".join(running))
+        report = _run("sync", PHASES)
+        if report.exit_code:  # a source failed: say so, as sync would, and stop here
+            _finish(report, dry_run=False, as_json=False)
+        total = report.total
+        click.echo(f"sync: {total('tickets_pulled'):,} tickets pulled, {total('clocks_changed'):,} clocks computed, "
+                   f"{total('writes_sent'):,} tickets written back ({total('notes_sent'):,} breach notes) in {report.seconds:.1f}s\n")
         click.echo("Worst clocks now (sla-bridge status):")
         click.get_current_context().invoke(status, ticket=None, limit=12, as_json=False)
         click.echo("\nWritten back to the helpdesk:")
-        for name, src in sources.items():
-            box = src["_box"]
-            tagged = sum(1 for t in box.tickets.values() if any(tag.startswith("sla_") for tag in t["tags"]))
-            notes = [body for number in box.tickets for body in box.internal_notes(number) if "[sla-bridge:" in body]
-            click.echo(f"  {name}: {tagged:,} tickets tagged sla_at_risk / sla_breached, {len(notes):,} internal notes")
-            if notes:
-                example = next((n for n in notes if "Service credit" in n), notes[0])
+        for name, box in running.items():
+            summary = box.sandbox.writeback_summary()
+            verb = "tagged" if connector_class(box.system).writes.tag_word == "tags" else "labelled"
+            click.echo(f"  {name}: {summary.tickets_tagged:,} tickets {verb} sla_at_risk / sla_breached, "
+                       f"{len(summary.notes):,} internal notes")
+            if summary.notes:
+                example = next((n for n in summary.notes if "Service credit" in n), summary.notes[0])
                 click.echo("  one of the notes an agent now sees:")
                 for line in example.splitlines():
                     click.echo(f"    | {line}")
@@ -743,8 +630,6 @@ def fields(source: str, as_json: bool) -> None:
     Example:
         sla-bridge fields zendesk-prod
     """
-    from connectors import open_connector
-
     state = _setup()
     config = state.config()
     if source not in config.sources:
@@ -802,5 +687,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def main() -> None:
     cli(prog_name="sla-bridge")
+
+
 if __name__ == "__main__":
     main()

@@ -9,53 +9,44 @@ Validation is strict and complete before anything runs: unknown keys are errors 
 silently do nothing), every problem of a section's shape is reported with its key path in one
 pass (then, once shapes are right, references between sections), and secrets are never accepted
 inline: ``token_env = "NAME"`` or ``token_file = "path"`` point at them.
+
+The file is composed of the engine's terms (:mod:`bridge.engine.terms`: calendars, policies),
+the ``[store]`` and ``[http]`` sections, and one ``[sources.NAME]`` table per helpdesk, each
+validated by the model its connector declares (found through :mod:`bridge.framework.registry`).
 """
 
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
 import re
 import tomllib
 import types
 import typing
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from bridge import calendar
-from bridge.credentials import Secret, read_secret
-from bridge.durations import parse_duration
-from bridge.errors import ConfigError
-from bridge.model import CANONICAL_STATUSES, PRIORITIES
+from bridge.edges.credentials import Secret, read_secret
+from bridge.edges.http import DEFAULT_MAX_PAGES
+from bridge.engine.hours import BUILTIN_CALENDARS
+from bridge.engine.terms import NAME_PATTERN, CalendarConfig, Duration, PolicyConfig, Section
+from bridge.errors import ConfigError, ConnectorUnavailable
+from bridge.framework import registry
+from bridge.framework.contract import Connector
+from bridge.framework.source import SourceConfig
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_NAME",
     "ENV_PREFIX",
-    "METRICS",
-    "SYSTEMS",
-    "AuthConfig",
-    "CalendarConfig",
     "Config",
     "HttpConfig",
-    "PolicyConfig",
     "Settings",
-    "SourceConfig",
+    "StoreConfig",
     "describe_errors",
     "find_config_path",
     "load_config",
@@ -64,327 +55,24 @@ __all__ = [
 CONFIG_ENV = "SLA_BRIDGE_CONFIG"
 DEFAULT_CONFIG_NAME = "sla-bridge.toml"
 ENV_PREFIX = "SLA_BRIDGE_"
-SYSTEMS = ("zendesk", "jira", "servicenow")
-METRICS = ("first_response", "next_response", "resolution")
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+_NAME = NAME_PATTERN
+SourceName = Annotated[str, Field(pattern=_NAME)]
 
 
-def _check(parser: typing.Callable[[Any], Any]) -> typing.Callable[[Any], Any]:
-    """Run ``parser`` for its validation only and keep the value as written."""
-
-    def validate(value: Any) -> Any:
-        parser(value)
-        return value
-
-    return validate
-
-
-def _date_text(parser: typing.Callable[[Any], Any]) -> typing.Callable[[Any], Any]:
-    """Accept a TOML/Python date as well as its ``YYYY-MM-DD`` text; keep the text."""
-
-    def validate(value: Any) -> Any:
-        if isinstance(value, date) and not isinstance(value, datetime):
-            value = value.isoformat()
-        parser(value)
-        return value
-
-    return validate
-
-
-def _as_list(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
-
-
-Duration = Annotated[int, BeforeValidator(parse_duration)]
-Interval = Annotated[str, BeforeValidator(_check(calendar.parse_interval))]
-Holiday = Annotated[str, BeforeValidator(_date_text(calendar.parse_holiday))]
-OverrideDate = Annotated[str, BeforeValidator(_date_text(calendar.parse_override_date))]
-TimeZoneName = Annotated[str, BeforeValidator(_check(calendar.parse_timezone))]
-CanonicalStatus = Literal[CANONICAL_STATUSES]  # type: ignore[valid-type]
-Priority = Literal[PRIORITIES]  # type: ignore[valid-type]
-Metric = Literal[METRICS]  # type: ignore[valid-type]
-Weekday = Literal[calendar.WEEKDAYS]  # type: ignore[valid-type]
-Name = Annotated[str, Field(pattern=_NAME)]
-AnyOf = Annotated[list[str], BeforeValidator(_as_list)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# -- [store] and [http] ---------------------------------------------------------------------
-
-
-class StoreConfig(_Section):
+class StoreConfig(Section):
     """``[store]``: where the local SQLite database lives."""
 
     path: str = "sla-bridge.db"
 
 
-class HttpConfig(_Section):
-    """``[http]``: timeouts and the bounded retry policy every source shares."""
+class HttpConfig(Section):
+    """``[http]``: timeouts, the bounded retry policy and the paging bound every source shares."""
 
     timeout: Duration = 30
     max_attempts: int = Field(5, ge=1, le=20)
     max_wait: Duration = 120
+    max_pages: int = Field(DEFAULT_MAX_PAGES, ge=1)
     ca_bundle: str | None = None
-
-
-# -- [calendars.NAME] -----------------------------------------------------------------------
-
-
-class CalendarConfig(_Section):
-    """``[calendars.NAME]``: working hours in a time zone, holidays and overrides."""
-
-    timezone: TimeZoneName
-    hours: dict[Weekday, list[Interval]] = {}
-    holidays: list[Holiday] = []
-    holiday_country: str | None = None
-    holiday_subdivision: str | None = None
-    overrides: dict[OverrideDate, list[Interval]] = {}
-    due_at: Literal["close", "next_open"] = "close"
-    granularity: Literal["second", "minute"] = "second"
-
-    @model_validator(mode="after")
-    def _known_holiday_country(self) -> CalendarConfig:
-        if self.holiday_subdivision is not None and self.holiday_country is None:
-            raise ValueError("holiday_subdivision needs holiday_country as well")
-        if self.holiday_country is not None:
-            year = date.today().year
-            calendar.public_holidays(self.holiday_country, self.holiday_subdivision, range(year, year + 1))
-        return self
-
-
-# -- [[policies]] ---------------------------------------------------------------------------
-
-
-class MatchConfig(_Section):
-    """Which tickets a policy applies to; each key is any-of, all keys must fit."""
-
-    source: AnyOf | None = None
-    customer: AnyOf | None = None
-    priority: Annotated[list[Priority], BeforeValidator(_as_list)] | None = None
-    type: AnyOf | None = None
-    service: AnyOf | None = None
-    group: AnyOf | None = None
-
-
-def _over(value: Any) -> Any:
-    """A per-breach tier threshold: a share of the target (``"50%"``) or a duration (``"4h"``)."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        number = value.strip()[:-1]
-        try:
-            if float(number) < 0:
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"{value!r} is not a percentage of the target: write e.g. \"50%\"") from None
-        return value
-    parse_duration(value, allow_zero=True)
-    return value
-
-
-Percent = Annotated[float, Field(ge=0, le=100)]
-
-
-class BreachTier(_Section):
-    over: Annotated[str, BeforeValidator(_over)]
-    percent: Percent
-
-
-class SuccessTier(_Section):
-    below: Percent
-    percent: Percent
-
-
-class AvailabilityConfig(_Section):
-    match: MatchConfig = MatchConfig(type=["outage"])
-    commitment: Percent
-    tiers: list[SuccessTier] = []
-
-
-class CreditsConfig(_Section):
-    """``[policies.credits]``: what a missed target costs the provider."""
-
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    monthly_fee: float = Field(ge=0)
-    cap_percent: Percent = 100
-    period: Literal["month", "quarter", "year"] = "month"
-    per_breach: list[BreachTier] = []
-    success_rate: list[SuccessTier] = []
-    availability: AvailabilityConfig | None = None
-
-
-class PolicyConfig(_Section):
-    """One ``[[policies]]`` entry; the first policy whose ``match`` fits a ticket applies."""
-
-    name: Name
-    contract: str = ""
-    calendar: str = "24x7"
-    match: MatchConfig = MatchConfig()
-    pause_when: list[CanonicalStatus] = ["waiting_customer"]
-    warn_at: float = Field(0.75, gt=0, lt=1)
-    breach_on_equal: bool = False
-    on_reopen: Literal["continue", "new_cycle"] = "continue"
-    targets: dict[Metric, dict[Priority, Duration]] = Field(min_length=1)
-    credits: CreditsConfig | None = None
-
-    @field_validator("targets")
-    @classmethod
-    def _targets_not_empty(cls, targets: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-        for metric, per_priority in targets.items():
-            if not per_priority:
-                raise ValueError(f"{metric} has no target: give at least one priority, e.g. p1 = \"4h\"")
-        return targets
-
-
-# -- [sources.NAME] -------------------------------------------------------------------------
-
-_INLINE_SECRET = (
-    "a secret may not be written in the config file; "
-    "name where it is instead: {key}_env = \"ENV_VAR_NAME\" or {key}_file = \"/path/to/file\""
-)
-
-
-def _refuse_inline(key: str) -> Any:
-    def refuse(value: Any) -> Any:
-        if value is not None:
-            raise ValueError(_INLINE_SECRET.format(key=key))
-        return value
-
-    return Annotated[Any, BeforeValidator(refuse)]
-
-
-class AuthConfig(_Section):
-    """``[sources.NAME.auth]``: who sla-bridge is, and where the secret is (never the secret)."""
-
-    email: str | None = None
-    username: str | None = None
-    token_env: str | None = None
-    token_file: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
-    oauth_token_env: str | None = None
-    oauth_token_file: str | None = None
-    # Inline secrets are declared only to refuse them with a message naming the right keys.
-    token: _refuse_inline("token") = None  # type: ignore[valid-type]
-    api_token: _refuse_inline("token") = None  # type: ignore[valid-type]
-    password: _refuse_inline("password") = None  # type: ignore[valid-type]
-    oauth_token: _refuse_inline("oauth_token") = None  # type: ignore[valid-type]
-    access_token: _refuse_inline("oauth_token") = None  # type: ignore[valid-type]
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> AuthConfig:
-        kinds = [
-            kind
-            for kind in ("token", "password", "oauth_token")
-            if getattr(self, f"{kind}_env") is not None or getattr(self, f"{kind}_file") is not None
-        ]
-        if not kinds:
-            raise ValueError(
-                "no credentials: set email + token_env (API token), username + password_env, "
-                "or oauth_token_env (each *_env may be a *_file instead)"
-            )
-        if len(kinds) > 1:
-            raise ValueError(f"choose one kind of credentials, not {' and '.join(kinds)}")
-        kind = kinds[0]
-        if getattr(self, f"{kind}_env") is not None and getattr(self, f"{kind}_file") is not None:
-            raise ValueError(f"set {kind}_env or {kind}_file, not both")
-        if kind == "token" and not self.email:
-            raise ValueError("token_env needs email: the API token is used together with the account's email address")
-        if kind == "password" and not self.username:
-            raise ValueError("password_env needs username")
-        return self
-
-    @property
-    def kind(self) -> Literal["token", "password", "oauth_token"]:
-        if self.token_env or self.token_file:
-            return "token"
-        if self.password_env or self.password_file:
-            return "password"
-        return "oauth_token"
-
-    @property
-    def principal(self) -> str | None:
-        """The account name that goes with the secret (safe to print)."""
-        return self.email or self.username
-
-
-_FIELD_SPEC = r"^(?:[a-z][a-z_]*|custom_field:[A-Za-z0-9_.-]+)$"
-FieldSpec = Annotated[str, Field(pattern=_FIELD_SPEC)]
-
-
-class WritebackConfig(_Section):
-    """``[sources.NAME.writeback]``: what sla-bridge may write onto the source's tickets."""
-
-    enabled: bool = False
-    status_field: Annotated[str, Field(pattern=r"^custom_field:[A-Za-z0-9_.-]+$")] | None = None
-    tags: bool = True
-    tag_prefix: Annotated[str, Field(pattern=r"^[a-z0-9_-]*$")] = "sla_"
-    notes: bool = True
-
-
-def _url(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a URL string, got {value!r}")
-    parts = urlsplit(value)
-    if parts.username or parts.password:
-        raise ValueError(
-            "a URL may not carry a user name or password (it would be shown in logs and reports); "
-            "put the credentials under auth, e.g. token_env = \"ENV_VAR_NAME\""
-        )
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{value!r} is not a URL: write e.g. \"https://example.zendesk.com\"")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ValueError(
-            f"{value!r} uses http://; credentials would travel in clear text. Use https:// "
-            "(plain http is allowed only for loopback addresses such as the local sandboxes)"
-        )
-    if parts.query or parts.fragment:
-        raise ValueError(f"{value!r}: give the base URL only, without a query or fragment")
-    return value.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _start(value: Any) -> Any:
-    """Where the first pull begins: a date or an instant with an offset."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"{value.isoformat()} has no time zone: add one, e.g. 2026-01-01T00:00:00Z")
-        return value
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{value!r} is not a date or an instant: write \"2026-01-01\" or \"2026-01-01T00:00:00Z\"") from None
-        return _start(parsed)
-    raise ValueError(f"expected a date such as 2026-01-01, got {value!r}")
-
-
-class SourceConfig(_Section):
-    """``[sources.NAME]``: one helpdesk to pull from and write back to."""
-
-    system: Literal[SYSTEMS]  # type: ignore[valid-type]
-    url: Annotated[str, BeforeValidator(_url)]
-    auth: AuthConfig
-    start: Annotated[date | datetime, BeforeValidator(_start)] | None = None
-    statuses: dict[str, CanonicalStatus] = {}
-    priorities: dict[str, Priority] = {}
-    fields: dict[Literal["customer", "service", "type", "group"], FieldSpec] = {}
-    writeback: WritebackConfig = WritebackConfig()
 
 
 # -- the whole file -------------------------------------------------------------------------
@@ -404,7 +92,8 @@ class Settings(BaseSettings):
     http: HttpConfig = HttpConfig()
     calendars: dict[Annotated[str, Field(pattern=_NAME)], CalendarConfig] = {}
     policies: list[PolicyConfig] = []
-    sources: dict[Annotated[str, Field(pattern=_NAME)], SourceConfig] = {}
+    # Each table is validated by its connector's own model once the file's shape is right.
+    sources: dict[SourceName, dict[str, Any]] = {}
 
     @classmethod
     def settings_customise_sources(
@@ -421,18 +110,15 @@ class Settings(BaseSettings):
 
 @dataclass(frozen=True)
 class Config:
-    """A validated configuration and the file it came from."""
+    """A validated configuration, the file it came from, and each source's validated table."""
 
     settings: Settings
     path: Path | None
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent if self.path else Path.cwd()
-
-    @property
-    def sources(self) -> dict[str, SourceConfig]:
-        return self.settings.sources
 
     @property
     def calendars(self) -> dict[str, CalendarConfig]:
@@ -464,16 +150,26 @@ class Config:
     def source_secret(self, name: str) -> Secret:
         """Read the secret of source ``name``; :class:`ConfigError` names the key when it cannot."""
         auth = self.sources[name].auth
-        kind = auth.kind
         try:
             return read_secret(
-                env=getattr(auth, f"{kind}_env"),
-                file=getattr(auth, f"{kind}_file"),
-                key=f"sources.{name}.auth.{kind}",
+                env=auth.secret_env,
+                file=auth.secret_file,
+                key=f"sources.{name}.auth.{auth.kind}",
                 base_dir=self.base_dir,
             )
         except LookupError as error:
             raise ConfigError(str(error), file=str(self.path) if self.path else None) from None
+
+    def require_secrets(self, names: typing.Iterable[str] | None = None) -> None:
+        """Every named source's secret must be readable before anything is sent: one error listing all."""
+        problems: list[str] = []
+        for name in self.sources if names is None else names:
+            try:
+                self.source_secret(name)
+            except ConfigError as error:
+                problems.extend(error.problems)
+        if problems:
+            raise ConfigError(problems, file=str(self.path) if self.path else None)
 
 
 def find_config_path(explicit: str | Path | None = None) -> Path:
@@ -520,11 +216,15 @@ def load_config(
     try:
         settings = (Settings if environ else _FileOnlySettings)(**data)
     except ValidationError as error:
-        raise ConfigError(describe_errors(error), file=file_label) from None
+        # Every problem in one pass: the sources' own keys too, as far as their tables are tables.
+        tables = data.get("sources")
+        found = _validate_sources({k: v for k, v in tables.items() if isinstance(v, dict)})[1] if isinstance(tables, dict) else []
+        raise ConfigError(describe_errors(error) + found, file=file_label) from None
     except SettingsError as error:
         raise ConfigError(f"environment: {error}", file=file_label) from None
-    problems = _cross_check(settings)
-    config = Config(settings=settings, path=resolved.resolve() if resolved else None)
+    sources, problems = _validate_sources(settings.sources)
+    problems += _cross_check(settings)
+    config = Config(settings=settings, path=resolved.resolve() if resolved else None, sources=sources)
     bundle = config.ca_bundle_path()
     if bundle is not None and not bundle.is_file():
         problems.append(f"http.ca_bundle: no file at {bundle}")
@@ -560,12 +260,15 @@ def _check_environment(data: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _env_path_problem(parts: list[str], data: Any) -> str | None:
-    annotation: Any = Settings
+def _env_path_problem(parts: list[str], data: Any, root: Any = Settings, done: tuple[str, ...] = ()) -> str | None:
+    annotation: Any = root
     node: Any = data
     for index, part in enumerate(parts):
         annotation = _unwrap(annotation)
-        where = ".".join(parts[:index]) or "the top level"
+        where = ".".join([*done, *parts[:index]]) or "the top level"
+        if root is Settings and index == 2 and parts[0] == "sources" and isinstance(node, dict):
+            # Inside [sources.NAME]: the keys are those of that source's connector.
+            return _env_path_problem(parts[2:], node, _source_model(node), tuple(parts[:2]))
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             field = annotation.model_fields.get(part)
             if field is None or _is_refusal(field):
@@ -574,7 +277,7 @@ def _env_path_problem(parts: list[str], data: Any) -> str | None:
             annotation = field.annotation
         elif typing.get_origin(annotation) is dict:
             value_type = _unwrap(typing.get_args(annotation)[1])
-            if isinstance(value_type, type) and issubclass(value_type, BaseModel):
+            if (isinstance(value_type, type) and issubclass(value_type, BaseModel)) or typing.get_origin(value_type) is dict:
                 names = node if isinstance(node, dict) else {}
                 if part not in names:
                     return (
@@ -590,12 +293,83 @@ def _env_path_problem(parts: list[str], data: Any) -> str | None:
     return None
 
 
+def _source_model(table: dict[str, Any]) -> type[SourceConfig]:
+    """The model of a ``[sources.NAME]`` table: its connector's, or the shared keys."""
+    system = table.get("system")
+    if isinstance(system, str):
+        try:
+            return registry.connector_class(system).config_model
+        except ConnectorUnavailable:
+            pass
+    return _SharedKeys
+
+
+class _SharedKeys(SourceConfig):
+    """The keys every source has, to check a source whose system has no connector here."""
+
+    model_config = SourceConfig.model_config | {"extra": "ignore"}
+
+
+def _validate_sources(tables: typing.Mapping[str, dict[str, Any]]) -> tuple[dict[str, SourceConfig], list[str]]:
+    """Each ``[sources.NAME]`` through its connector's model; problems name the key."""
+    sources: dict[str, SourceConfig] = {}
+    problems: list[str] = []
+    for name, table in tables.items():
+        system = table.get("system")
+        where = ("sources", name)
+        try:
+            if not isinstance(system, str):
+                raise ConnectorUnavailable("")
+            cls = registry.connector_class(system, source=name)
+        except ConnectorUnavailable:
+            if "system" not in table:
+                problems.append(f"sources.{name}.system: required key is missing")
+            else:
+                choices = registry.systems()
+                listed = ", ".join(repr(c) for c in choices[:-1]) + (" or " if len(choices) > 1 else "") + repr(choices[-1]) if choices else "none"
+                problems.append(f"sources.{name}.system: value {system!r} is not allowed; choose one of {listed} "
+                                "(the systems with a connector installed)")
+            try:
+                _SharedKeys.model_validate({**table, "system": str(system)})
+            except ValidationError as error:
+                problems.extend(describe_errors(error, where, root=_SharedKeys))
+            continue
+        try:
+            model = cls.config_model.model_validate(table)
+        except ValidationError as error:
+            problems.extend(describe_errors(error, where, root=cls.config_model))
+            continue
+        checked, found = _fit_writeback(name, model, cls)
+        problems.extend(found)
+        sources[name] = checked
+    return sources, problems
+
+
+def _fit_writeback(name: str, source: SourceConfig, cls: type[Connector]) -> tuple[SourceConfig, list[str]]:
+    """Write-back keys against what the helpdesk can write; unset ``tags``/``notes`` follow it."""
+    can, wanted = cls.writes, source.writeback
+    title = cls.title or cls.system
+    where = f"sources.{name}.writeback"
+    problems = []
+    if wanted.status_field is not None and not can.status_field:
+        problems.append(f"{where}.status_field: sla-bridge cannot set a field on {title} tickets; remove the key")
+    if wanted.tags and not can.tags:
+        problems.append(f"{where}.tags: {title} tickets have no {can.tag_word} sla-bridge can set; set tags = false or remove the key")
+    if wanted.notes and not can.notes:
+        problems.append(f"{where}.notes: sla-bridge cannot add internal notes on {title}; set notes = false or remove the key")
+    resolved = wanted.model_copy(update={
+        "tags": can.tags if wanted.tags is None else wanted.tags,
+        "notes": can.notes if wanted.notes is None else wanted.notes,
+    })
+    return source.model_copy(update={"writeback": resolved}), problems
+
+
 def _cross_check(settings: Settings) -> list[str]:
     """Rules that span sections: references between policies, calendars and sources."""
     problems: list[str] = []
-    known_calendars = set(settings.calendars) | set(calendar.BUILTIN_CALENDARS)
+    known_calendars = set(settings.calendars) | set(BUILTIN_CALENDARS)
     for name in settings.calendars:
-        if name in calendar.BUILTIN_CALENDARS:
+        if name in BUILTIN_CALENDARS:
             problems.append(f"calendars.{name}: {name!r} is built in; choose another name")
     seen: dict[str, int] = {}
     for index, policy in enumerate(settings.policies):
@@ -628,15 +402,18 @@ def _suggest(word: str, choices: typing.Iterable[str]) -> str:
 # -- turning pydantic's errors into one line per problem ------------------------------------
 
 
-def describe_errors(error: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
-    """One line per problem, each starting with its key path (``prefix`` goes in front)."""
+def describe_errors(error: ValidationError, prefix: tuple[Any, ...] = (), *, root: Any = None) -> list[str]:
+    """One line per problem, each starting with its key path (``prefix`` goes in front).
+
+    ``root`` is the model that was validated (default: the whole file), for did-you-mean hints.
+    """
     problems: list[str] = []
     for item in error.errors(include_url=False):
         loc = prefix + tuple(item["loc"])
         kind = item["type"]
         if kind == "extra_forbidden":
             parent, key = loc[:-1], str(loc[-1])
-            allowed = _allowed_keys(parent)
+            allowed = _allowed_keys(parent[len(prefix):], root) if root is not None else _allowed_keys(parent)
             hint = _suggest(key, allowed) if allowed else ""
             message = f"unknown key {key!r}{hint}"
             problems.append(f"{_path(loc)}: {message}{_env_note(loc)}")
@@ -661,10 +438,7 @@ def describe_errors(error: ValidationError, prefix: tuple[Any, ...] = ()) -> lis
 
 _PATTERN_HINTS = {
     _NAME: "is not a valid name: use letters, digits, '-' and '_', starting with a letter or digit",
-    _FIELD_SPEC: "is not a field: use a built-in field name such as \"organization\" or \"custom_field:ID\"",
-    r"^custom_field:[A-Za-z0-9_.-]+$": "is not a custom field: write \"custom_field:ID\"",
     r"^[A-Z]{3}$": "is not a currency: use the three-letter ISO 4217 code, e.g. \"EUR\"",
-    r"^[a-z0-9_-]*$": "may contain only lower-case letters, digits, '-' and '_'",
 }
 
 
@@ -697,9 +471,9 @@ def _env_note(loc: tuple[Any, ...]) -> str:
     return ""
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+def _allowed_keys(loc: tuple[Any, ...], root: Any = None) -> list[str]:
     """The keys the section at ``loc`` accepts, found by walking the model's annotations."""
-    annotation: Any = Settings
+    annotation: Any = Settings if root is None else root
     for part in loc:
         annotation = _unwrap(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):

@@ -11,14 +11,20 @@ rather than by where the error came from::
         ├── RetriableSourceError    429, 502, 503, 504, timeouts: retried under the bounded policy
         │   └── RetryLater          the bound is spent, or the vendor asks for a longer wait:
         │       │                   the source stops cleanly and the next run resumes (exit 3)
-        │       └── OutcomeUnknown  a write failed in a way that may or may not have applied it:
-        │                           never re-sent blindly; the next run checks the source first
+        │       ├── OutcomeUnknown  a write failed in a way that may or may not have applied it:
+        │       │                   never re-sent blindly; the next run checks the source first
+        │       └── PageBoundReached    a stream read http.max_pages pages in one run: the next
+        │                           run resumes from the saved cursor
         ├── FatalSourceError        400, 401, 403, 404, other 4xx: never retried, never swallowed;
         │   ├── AuthenticationFailed    the message says what to fix
         │   ├── PermissionDenied
         │   ├── NotFound
         │   ├── BadRequest
-        │   └── ConnectorUnavailable    the configured system has no connector in this build
+        │   ├── ConnectorUnavailable    the configured system has no connector in this build
+        │   ├── PaginationError     the API's paging repeats itself or breaks its own rules
+        │   ├── OffOriginLink       a response named a URL outside the source's origin: never
+        │   │                       requested (it would carry the credentials)
+        │   └── CursorRefused       a cursor would move beyond now: the old one stays
         └── SkippableRecordError    one malformed record: quarantined, counted, the pull goes on
 
 Messages say what happened and what to do, naming the config key, the source or the ticket.
@@ -33,10 +39,14 @@ __all__ = [
     "BadRequest",
     "ConfigError",
     "ConnectorUnavailable",
+    "CursorRefused",
     "FatalSourceError",
     "LockHeld",
     "NotFound",
+    "OffOriginLink",
     "OutcomeUnknown",
+    "PageBoundReached",
+    "PaginationError",
     "PermissionDenied",
     "RetriableSourceError",
     "RetryLater",
@@ -138,6 +148,10 @@ class OutcomeUnknown(RetryLater):
     """A non-idempotent write timed out or met a 5xx: it may have been applied. Not re-sent blindly."""
 
 
+class PageBoundReached(RetryLater):
+    """One stream read its bound of pages this run; the saved cursor resumes it next run."""
+
+
 class FatalSourceError(SourceError):
     """A request the source refused for a reason retrying cannot fix."""
 
@@ -160,6 +174,18 @@ class BadRequest(FatalSourceError):
 
 class ConnectorUnavailable(FatalSourceError):
     """The configured ``system`` has no connector in this build of sla-bridge."""
+
+
+class PaginationError(FatalSourceError):
+    """The API's paging repeats a continuation, or says there is more without saying where."""
+
+
+class OffOriginLink(FatalSourceError):
+    """A response named a URL on another scheme, host or port than the source's: not followed."""
+
+
+class CursorRefused(FatalSourceError):
+    """A page would move a cursor beyond now (plus a small skew): its data is not trusted."""
 
 
 class SkippableRecordError(SourceError):

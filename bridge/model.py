@@ -14,6 +14,7 @@ __all__ = [
     "CANONICAL_STATUSES",
     "EVENT_KINDS",
     "PRIORITIES",
+    "TAGS_ITEM",
     "Note",
     "Page",
     "QuarantinedRecord",
@@ -21,7 +22,9 @@ __all__ = [
     "TicketEvent",
     "WritebackPlan",
     "as_utc",
+    "field_item",
     "from_iso",
+    "note_item",
     "to_iso",
 ]
 
@@ -146,16 +149,45 @@ class Note:
 
 @dataclass(slots=True)
 class WritebackPlan:
-    """What to change on one source ticket: only the difference from what was last pushed."""
+    """What to change on one source ticket: only the difference from what was last pushed.
 
-    ticket_id: str
-    external_id: str
-    expected_version: str | None = None
-    base_tags: list[str] | None = None  # the tags as of expected_version, when known
+    ``ticket`` is the ticket as pulled: its version stamp and tags are there for connectors whose
+    writes are conditional on them. Each change is an *item* (:meth:`items`) that the journal
+    keeps and the connector reports on: ``field:<field id>`` per field, ``tags``, and
+    ``note:<marker>`` per note.
+    """
+
+    ticket: Ticket
     set_fields: dict[str, Any] = field(default_factory=dict)
     add_tags: list[str] = field(default_factory=list)
     remove_tags: list[str] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
 
+    @property
+    def ticket_id(self) -> str:
+        return self.ticket.id
+
+    @property
+    def external_id(self) -> str:
+        return self.ticket.external_id
+
+    def items(self) -> list[str]:
+        names = [field_item(field_id) for field_id in self.set_fields]
+        if self.add_tags or self.remove_tags:
+            names.append(TAGS_ITEM)
+        names += [note_item(note.marker) for note in self.notes]
+        return names
+
     def is_empty(self) -> bool:
         return not (self.set_fields or self.add_tags or self.remove_tags or self.notes)
+
+
+TAGS_ITEM = "tags"
+
+
+def field_item(field_id: str) -> str:
+    return f"field:{field_id}"
+
+
+def note_item(marker: str) -> str:
+    return f"note:{marker}"

@@ -8,11 +8,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import connectors
 from bridge.cli import cli
-from bridge.credentials import forget_secrets
-from connectors.base import Connector, CredentialCheck
+from bridge.edges.credentials import forget_secrets
+from bridge.framework import registry
+from bridge.framework.contract import Connector, CredentialCheck
+from bridge.framework.streams import read_stream
+from bridge.model import Page
+from bridge.pipeline.pull import history_horizon
 
+ROOT = Path(__file__).resolve().parent.parent
 ZD_URL = "https://acme.zendesk.com"
 
 SOURCE = f"""
@@ -65,17 +69,20 @@ class MeConnector(Connector):
     def list_fields(self):  # pragma: no cover - not exercised by these tests
         raise NotImplementedError
 
-    def pull(self, cursors, *, now):  # pragma: no cover
-        raise NotImplementedError
-
-    def note_exists(self, external_id, marker):  # pragma: no cover
-        raise NotImplementedError
-
-    def apply(self, plan):  # pragma: no cover
+    def streams(self):  # pragma: no cover
         raise NotImplementedError
 
 
 @pytest.fixture
 def me_connector(monkeypatch: pytest.MonkeyPatch) -> type[Connector]:
-    monkeypatch.setitem(connectors._registry, "zendesk", MeConnector)
+    monkeypatch.setitem(registry._registry, "zendesk", MeConnector)
     return MeConnector
+
+
+def pages(connector: Connector, cursors: dict[str, str | None] | None = None, *, now, horizon=None) -> Iterator[Page]:
+    """Every stream of ``connector``, read by the core's loop, without a store."""
+    if horizon is None:
+        horizon = history_horizon(connector.config.start, default=connector.history_default,
+                                  newest=connector.newest_start, now=now)
+    for stream in connector.streams():
+        yield from read_stream(stream, connector.http, cursor=(cursors or {}).get(stream.name), horizon=horizon, now=now)

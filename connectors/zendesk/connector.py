@@ -1,37 +1,58 @@
-"""The Zendesk Support connector: pull tickets and their history, write SLA state back.
+"""The Zendesk Support connector: two streams, one look-up, and write-back in one or many tickets.
 
 Requests, cheapest route first (BEHAVIOR.md has the figures):
 
-- tickets: the cursor-based incremental export, 1,000 per page, organisations and groups
-  sideloaded (no request per ticket for names);
-- history: the time-based incremental ticket-event export with ``comment_events``, 1,000 per
-  page: status and priority changes and every comment with its author and ``public`` flag;
-- agents: one cursor-paginated list of agents and admins per pull, to tell an agent's reply from
-  a customer's.
+- ``tickets``: the cursor-based incremental export, 1,000 per page, organisations and groups
+  sideloaded (no request per ticket for names); resumed from ``after_cursor``, never from a
+  recomputed start time;
+- ``ticket_events``: the time-based incremental ticket-event export with ``comment_events``,
+  1,000 per page: status and priority changes and every comment with its author and ``public``
+  flag; resumed from the last page's ``end_time``;
+- agents: one cursor-paginated list of agents and admins per pull, to tell an agent's reply
+  from a customer's.
 
-Each export page is one :class:`bridge.model.Page` with its cursor, so the store commits them
-together; the ticket stream resumes from ``after_cursor`` (never a recomputed start time), the
-event stream from the last page's ``end_time``.
+The core reads the streams with its own loop (``bridge.framework.streams``); this module only
+says where things are.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
-from datetime import date, datetime, time, timedelta, timezone
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
-from bridge.config import SourceConfig
-from bridge.credentials import Secret
-from bridge.errors import AuthenticationFailed, BadRequest, FatalSourceError, SkippableRecordError
-from bridge.http import SourceClient
-from bridge.model import Page, QuarantinedRecord, Ticket, TicketEvent, WritebackPlan
-from connectors import register
-from connectors.base import Connector, CredentialCheck, FieldInfo, WritebackResult, basic
-from connectors.zendesk.normalise import ZendeskMapper
+from bridge.edges.credentials import Secret
+from bridge.edges.http import SourceClient
+from bridge.errors import AuthenticationFailed, BadRequest
+from bridge.framework import (
+    Connector,
+    CredentialCheck,
+    CursorPaginator,
+    FieldInfo,
+    FromToken,
+    NextUrlPaginator,
+    Request,
+    SourceConfig,
+    Stream,
+    WritebackResult,
+    WriteCapabilities,
+    basic,
+    epoch_seconds,
+    paginate,
+)
+from bridge.model import Ticket, WritebackPlan
+from connectors.zendesk.config import ZendeskSourceConfig
+from connectors.zendesk.normalise import (
+    DEFAULT_FIELDS,
+    DEFAULT_PRIORITIES,
+    DEFAULT_STATUSES,
+    ZendeskRecords,
+    sideloaded_names,
+)
 
 __all__ = ["ZendeskConnector", "export_pace"]
 
@@ -39,10 +60,10 @@ log = logging.getLogger("sla_bridge.zendesk")
 
 PAGE_SIZE = 1000  # the export maximum: fewest requests against the 10-per-minute export budget
 BULK_SIZE = 100  # update_many takes at most 100 ids
-DEFAULT_HISTORY = timedelta(days=90)  # where the first pull starts when `start` is not set
 JOB_POLLS = 40  # about 3 minutes of polling at most
 JOB_WAVE = 30  # queued jobs an account may have at once
 _BUCKET = re.compile(r"remaining=(\d+).*?resets=(\d+)")
+_READ_ONLY = ("closed", "deleted")  # closed tickets refuse updates (422); deleted ones are gone
 
 
 def export_pace(response: httpx.Response) -> float:
@@ -58,14 +79,26 @@ def export_pace(response: httpx.Response) -> float:
     return 0.0
 
 
-@register
+def _start_time(horizon: datetime) -> dict[str, Any]:
+    return {"start_time": int(horizon.timestamp())}
+
+
 class ZendeskConnector(Connector):
     system = "zendesk"
+    title = "Zendesk Support"
+    config_model = ZendeskSourceConfig
+    writes = WriteCapabilities(status_field=True, tags=True, notes=True, bulk=True, concurrency=True)
+    sandbox = "connectors.zendesk.sandbox:ZendeskSandbox"
+    default_statuses = DEFAULT_STATUSES
+    default_priorities = DEFAULT_PRIORITIES
+    default_fields = DEFAULT_FIELDS
+    # The exports refuse a start in the last minute (https://support.zendesk.com/hc/en-us/articles/8143500919322).
+    newest_start = timedelta(seconds=61)
 
     def __init__(self, name: str, config: SourceConfig, http: SourceClient) -> None:
         super().__init__(name, config, http)
         self.http.pace = export_pace
-        self.mapper = ZendeskMapper(name, config)
+        self.records = ZendeskRecords(name, config.url, self.values, self.fields)
         self._agents: set[int] | None = None
 
     @classmethod
@@ -104,155 +137,104 @@ class ZendeskConnector(Connector):
             )
         return fields
 
-    def pull(self, cursors: Mapping[str, str | None], *, now: datetime) -> Iterator[Page]:
-        start = self._start_epoch(now)
-        yield from self._pull_tickets(cursors.get("tickets"), start)
-        yield from self._pull_events(cursors.get("ticket_events"), start)
-
-    def unmapped(self) -> dict[str, int]:
-        return dict(self.mapper.unmapped)
-
-    def history_start(self, now: datetime) -> datetime:
-        return datetime.fromtimestamp(self._start_epoch(now), timezone.utc)
-
-    def _start_epoch(self, now: datetime) -> int:
-        start = self.config.start
-        if start is None:
-            moment = now - DEFAULT_HISTORY
-        elif isinstance(start, datetime):
-            moment = start
-        else:
-            assert isinstance(start, date)
-            moment = datetime.combine(start, time(), tzinfo=timezone.utc)
-        # The export refuses a start in the last minute (https://support.zendesk.com/hc/en-us/articles/8143500919322).
-        return min(int(moment.timestamp()), int(now.timestamp()) - 61)
-
-    def _pull_tickets(self, cursor: str | None, start: int) -> Iterator[Page]:
-        seen: set[str] = set()
-        while True:
-            params: dict[str, Any] = {"per_page": PAGE_SIZE, "include": "organizations,groups"}
-            params.update({"cursor": cursor} if cursor else {"start_time": start})
-            data = self.http.get_json("/api/v2/incremental/tickets/cursor.json", params=params)
-            names = {
-                "organizations": {o["id"]: o.get("name") for o in data.get("organizations") or [] if "id" in o},
-                "groups": {g["id"]: g.get("name") for g in data.get("groups") or [] if "id" in g},
-            }
-            tickets: list[Ticket] = []
-            quarantined: list[QuarantinedRecord] = []
-            for raw in data.get("tickets") or []:
-                try:
-                    tickets.append(self.mapper.ticket(raw, names))
-                except SkippableRecordError as error:
-                    quarantined.append(QuarantinedRecord(self.name, error.record_id or "?", error.detail, raw))
-            after = data.get("after_cursor")
-            done = bool(data.get("end_of_stream"))
-            yield Page(tickets=tickets, events=[], cursor=after, quarantined=quarantined, stream="tickets", done=done)
-            if done or not after:
-                return
-            if after in seen or after == cursor:
-                raise FatalSourceError(
-                    f"the ticket export returned cursor {after!r} twice; stopping rather than looping", source=self.name
-                )
-            seen.add(after)
-            cursor = after
-
-    def _pull_events(self, cursor: str | None, start: int) -> Iterator[Page]:
-        agents = self.agent_ids()
-        start_time = int(cursor) if cursor else start
-        while True:
-            params = {"start_time": start_time, "include": "comment_events", "per_page": PAGE_SIZE}
-            data = self.http.get_json("/api/v2/incremental/ticket_events.json", params=params)
-            events: list[TicketEvent] = []
-            quarantined: list[QuarantinedRecord] = []
-            raw_events = data.get("ticket_events") or []
-            for raw in raw_events:
-                try:
-                    events.extend(self.mapper.events(raw, agents))
-                except SkippableRecordError as error:
-                    quarantined.append(QuarantinedRecord(self.name, f"event:{error.record_id}", error.detail, raw))
-            end_time = int(data.get("end_time") or start_time)
-            done = bool(data.get("end_of_stream"))
-            yield Page(tickets=[], events=events, cursor=str(end_time), quarantined=quarantined, stream="ticket_events", done=done)
-            if done:
-                return
-            if end_time <= start_time:
-                # A full page all at one second: the time-based export cannot move past it.
-                raise FatalSourceError(
-                    f"more than {PAGE_SIZE} ticket events share the second {start_time}; the time-based export "
-                    "cannot page past them (https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api)",
-                    source=self.name,
-                )
-            start_time = end_time
+    def streams(self) -> Sequence[Stream]:
+        return [
+            Stream(
+                "tickets",
+                Request("/api/v2/incremental/tickets/cursor.json", {"per_page": PAGE_SIZE, "include": "organizations,groups"}),
+                paginator=lambda: CursorPaginator(token="after_cursor", param="cursor", end="end_of_stream", drop=("start_time",)),
+                resume=FromToken(_start_time),
+                records="tickets",
+                context=sideloaded_names,
+                normalise=self.records.ticket,
+                description="tickets, from the cursor-based incremental export",
+            ),
+            Stream(
+                "ticket_events",
+                Request("/api/v2/incremental/ticket_events.json", {"include": "comment_events", "per_page": PAGE_SIZE}),
+                paginator=lambda: CursorPaginator(token="end_time", param="start_time", end="end_of_stream"),
+                resume=FromToken(_start_time, instant=epoch_seconds),
+                records="ticket_events",
+                prepare=self.agent_ids,
+                context=lambda data: self.agent_ids(),
+                normalise=self.records.events,
+                record_id=lambda raw: f"event:{raw.get('id') if isinstance(raw, Mapping) else '?'}",
+                on_repeat=(f"more than {PAGE_SIZE} ticket events share one second, and the time-based export cannot page "
+                           "past them (https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api)"),
+                description="status and priority changes and comments, from the incremental ticket-event export",
+            ),
+        ]
 
     def agent_ids(self) -> set[int]:
         """Agents and admins, fetched once per connector: whose public comments are replies."""
         if self._agents is None:
             agents: set[int] = set()
-            params: dict[str, Any] = {"role[]": ["agent", "admin"], "page[size]": 100}
-            while True:
-                data = self.http.get_json("/api/v2/users.json", params=params)
-                agents.update(u["id"] for u in data.get("users") or [] if "id" in u)
-                meta = data.get("meta") or {}
-                if not meta.get("has_more") or not meta.get("after_cursor"):
-                    break
-                params = {**params, "page[after]": meta["after_cursor"]}
+            request = Request("/api/v2/users.json", {"role[]": ["agent", "admin"], "page[size]": 100})
+            paging = CursorPaginator(token="meta.after_cursor", param="page[after]", more="meta.has_more")
+            for data in paginate(self.http, request, paging):
+                agents.update(u["id"] for u in data.get("users") or [] if isinstance(u, dict) and "id" in u)
             self._agents = agents
         return self._agents
 
     def note_exists(self, external_id: str, marker: str) -> bool:
         """Whether an internal note carrying ``marker`` is already on the ticket (NotFound: it is gone)."""
-        url: str | None = f"/api/v2/tickets/{external_id}/comments.json"
-        while url:
-            data = self.http.get_json(url)
+        # Comments are paginated (a busy ticket has more than one page); next_page is a URL.
+        request = Request(f"/api/v2/tickets/{external_id}/comments.json")
+        for data in paginate(self.http, request, NextUrlPaginator(path="next_page")):
             if any(marker in (c.get("body") or "") and c.get("public") is False for c in data.get("comments") or []):
                 return True
-            url = data.get("next_page")  # comments are paginated: a busy ticket has more than one page
         return False
 
     # -- writing --------------------------------------------------------------------------
 
-    def apply(self, plan: WritebackPlan) -> WritebackResult:
+    def writable(self, ticket: Ticket) -> bool:
+        return ticket.status_raw not in _READ_ONLY
+
+    def write(self, plans: Sequence[WritebackPlan]) -> Iterator[WritebackResult]:
+        """A plan with a note goes alone (``safe_update``); tag- and field-only changes in bulk."""
+        bulk = []
+        for plan in plans:
+            if plan.notes:
+                yield self.write_one(plan)
+            else:
+                bulk.append(plan)
+        yield from self._write_bulk(bulk)
+
+    def write_one(self, plan: WritebackPlan) -> WritebackResult:
         """One ``PUT /api/v2/tickets/{id}`` with ``safe_update``; on 409, re-read and retry once."""
-        stamp, tags = plan.expected_version, plan.base_tags
-        if stamp is None or (tags is None and (plan.add_tags or plan.remove_tags)):
+        stamp, tags = plan.ticket.version, list(plan.ticket.tags)
+        if stamp is None:
             stamp, tags = self._current(plan.external_id)
         for attempt in (1, 2):
-            change = self._change(plan, stamp, tags)
             response = self.http.request(
                 "PUT",
                 f"/api/v2/tickets/{plan.external_id}.json",
-                json={"ticket": change},
+                json={"ticket": self._change(plan, stamp, tags)},
                 accept=(404, 409, 422),
                 idempotent=not plan.notes,  # a note must never be posted twice by a blind retry
             )
             if response.status_code in (404, 422):
                 # This ticket only: it is gone, or refuses updates (a closed ticket is read-only).
                 body = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
-                return WritebackResult(plan.ticket_id, sent=False,
-                                       detail=f"{response.status_code} {body.get('error', '')}: {body.get('description', '')}".strip())
+                detail = f"{response.status_code} {body.get('error', '')}: {body.get('description', '')}".strip()
+                return WritebackResult.of(plan, "refused", detail)
             if response.status_code != 409:
                 ticket = response.json().get("ticket") or {}
-                return WritebackResult(plan.ticket_id, sent=True, version=ticket.get("updated_at"))
+                return WritebackResult.of(plan, "sent", version=ticket.get("updated_at"))
             log.info("source %r: ticket %s changed since it was read (409); re-reading (attempt %d)", self.name, plan.external_id, attempt)
             if attempt == 1:
                 stamp, tags = self._current(plan.external_id)
-        return WritebackResult(
-            plan.ticket_id, sent=False, conflict=True, version=stamp,
-            detail="the ticket changed twice while sla-bridge wrote to it; left for the next run",
-        )
+        return WritebackResult.of(plan, "conflict", "the ticket changed twice while sla-bridge wrote to it; left for the next run",
+                                  version=stamp)
 
-    def apply_all(self, plans: list[WritebackPlan]) -> list[WritebackResult]:
-        """Tag- and field-only changes go in bulk (update_many, same change per call); the rest one by one.
+    def _write_bulk(self, plans: list[WritebackPlan]) -> Iterator[WritebackResult]:
+        """Same change for many tickets per ``update_many`` call.
 
-        Bulk jobs are submitted in waves of up to 30 (the account's limit of queued jobs) and polled
+        Jobs are submitted in waves of up to 30 (the account's limit of queued jobs) and polled
         together with ``job_statuses/show_many``, so waiting for one job overlaps the others.
         """
-        results: dict[str, WritebackResult] = {}
         groups: dict[tuple[Any, ...], list[WritebackPlan]] = {}
         for plan in plans:
-            if plan.notes:
-                results[plan.ticket_id] = self.apply(plan)
-                continue
             key = (tuple(sorted(plan.add_tags)), tuple(sorted(plan.remove_tags)), tuple(sorted(plan.set_fields.items(), key=str)))
             groups.setdefault(key, []).append(plan)
         batches = [
@@ -262,10 +244,9 @@ class ZendeskConnector(Connector):
             for offset in range(0, len(members), BULK_SIZE)
         ]
         for wave in range(0, len(batches), JOB_WAVE):
-            results.update(self._bulk_wave(batches[wave : wave + JOB_WAVE]))
-        return [results[plan.ticket_id] for plan in plans]
+            yield from self._bulk_wave(batches[wave : wave + JOB_WAVE])
 
-    def _bulk_wave(self, batches: list[tuple[list[WritebackPlan], dict[str, Any]]]) -> dict[str, WritebackResult]:
+    def _bulk_wave(self, batches: list[tuple[list[WritebackPlan], dict[str, Any]]]) -> list[WritebackResult]:
         jobs: dict[str, list[WritebackPlan]] = {}
         for members, change in batches:
             ids = ",".join(plan.external_id for plan in members)
@@ -287,14 +268,16 @@ class ZendeskConnector(Connector):
         else:
             raise BadRequest(f"update_many jobs {', '.join(j for j in jobs if j not in finished)} did not finish after {JOB_POLLS} polls",
                              source=self.name)
-        results = {}
+        results = []
         for job_id, members in jobs.items():
             by_id = {str(r.get("id")): r for r in finished[job_id].get("results") or []}
             for plan in members:
                 outcome = by_id.get(plan.external_id, {})
-                ok = bool(outcome.get("success"))
-                detail = "" if ok else str(outcome.get("details") or outcome.get("error") or finished[job_id].get("status"))
-                results[plan.ticket_id] = WritebackResult(plan.ticket_id, sent=ok, detail=detail)
+                if outcome.get("success"):
+                    results.append(WritebackResult.of(plan, "sent"))
+                else:
+                    detail = str(outcome.get("details") or outcome.get("error") or finished[job_id].get("status"))
+                    results.append(WritebackResult.of(plan, "refused", detail))
         return results
 
     def _current(self, external_id: str) -> tuple[str | None, list[str]]:
@@ -302,7 +285,7 @@ class ZendeskConnector(Connector):
         ticket = self.http.get_json(f"/api/v2/tickets/{external_id}.json").get("ticket") or {}
         return ticket.get("updated_at"), list(ticket.get("tags") or [])
 
-    def _change(self, plan: WritebackPlan, stamp: str | None, tags: list[str] | None) -> dict[str, Any]:
+    def _change(self, plan: WritebackPlan, stamp: str | None, tags: list[str]) -> dict[str, Any]:
         change: dict[str, Any] = {"safe_update": True, "updated_stamp": stamp}
         if plan.notes:
             # public: false always; a public comment would itself fulfil reply-time metrics.
@@ -310,11 +293,10 @@ class ZendeskConnector(Connector):
         if plan.set_fields:
             change["custom_fields"] = _custom_fields(plan.set_fields)
         if plan.add_tags or plan.remove_tags:
-            base = tags or []
             removing = set(plan.remove_tags)
             # `tags` replaces the whole list, so it is built from the agent's tags as read; safe_update
             # refuses it if they changed since.
-            change["tags"] = [t for t in base if t not in removing] + [t for t in plan.add_tags if t not in base]
+            change["tags"] = [t for t in tags if t not in removing] + [t for t in plan.add_tags if t not in tags]
         return change
 
 
@@ -330,8 +312,5 @@ def _bulk_change(add: list[str], remove: list[str], fields: dict[str, Any]) -> d
 
 
 def _custom_fields(fields: Mapping[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for spec, value in fields.items():
-        field_id = spec.split(":", 1)[1] if spec.startswith("custom_field:") else spec
-        out.append({"id": int(field_id), "value": value})
-    return out
+    # The config allows only "custom_field:<digits>" here (connectors.zendesk.config).
+    return [{"id": int(spec.removeprefix("custom_field:")), "value": value} for spec, value in fields.items()]

@@ -1,21 +1,20 @@
 """Zendesk records -> the normalised model. Pure functions of the raw JSON and the config.
 
 See BEHAVIOR.md for the vendor quirks handled here (deleted tickets, polymorphic custom fields,
-the two shapes of change events, agent vs customer comments).
+the two shapes of change events, agent vs customer comments). Anything malformed raises: the
+pull loop quarantines that record, with the reason, and the page goes on.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from bridge.config import SourceConfig
-from bridge.errors import SkippableRecordError
+from bridge.framework.mapping import ValueMapper
 from bridge.model import Ticket, TicketEvent, from_iso
 
-__all__ = ["DEFAULT_PRIORITIES", "DEFAULT_STATUSES", "ZendeskMapper"]
+__all__ = ["DEFAULT_FIELDS", "DEFAULT_PRIORITIES", "DEFAULT_STATUSES", "ZendeskRecords", "sideloaded_names"]
 
 # Zendesk's built-in values onto the canonical ones; config entries add to or replace these.
 DEFAULT_STATUSES = {
@@ -30,59 +29,48 @@ DEFAULT_STATUSES = {
 DEFAULT_PRIORITIES = {"urgent": "p1", "high": "p2", "normal": "p3", "low": "p4"}
 DEFAULT_FIELDS = {"customer": "organization", "group": "group", "type": "type"}
 
+Names = Mapping[str, Mapping[Any, Any]]
 
-class ZendeskMapper:
-    """Maps one source's records; counts the raw values its config does not map."""
 
-    def __init__(self, source: str, config: SourceConfig) -> None:
+def sideloaded_names(data: Any) -> Names:
+    """The organisation and group names an export page sideloads, by id."""
+    return {
+        kind: {item["id"]: item.get("name") for item in data.get(kind) or [] if isinstance(item, dict) and "id" in item}
+        for kind in ("organizations", "groups")
+    }
+
+
+class ZendeskRecords:
+    """Normalises one source's tickets and ticket events."""
+
+    def __init__(self, source: str, base_url: str, values: ValueMapper, fields: Mapping[str, str]) -> None:
         self.source = source
-        self.base_url = config.url
-        self.statuses = {**DEFAULT_STATUSES, **config.statuses}
-        self.priorities = {**DEFAULT_PRIORITIES, **config.priorities}
-        self.fields = {**DEFAULT_FIELDS, **config.fields}
-        self.unmapped: Counter[str] = Counter()
+        self.base_url = base_url
+        self.values = values
+        self.fields = fields
 
-    def status(self, raw: str | None) -> str:
-        if raw is None:
-            return "new"
-        if raw in self.statuses:
-            return self.statuses[raw]
-        self.unmapped[f"status {raw!r}"] += 1
-        return raw  # kept raw: reported, never a crash
-
-    def priority(self, raw: str | None) -> str | None:
-        if raw is None:
-            return None
-        if raw in self.priorities:
-            return self.priorities[raw]
-        self.unmapped[f"priority {raw!r}"] += 1
-        return None
-
-    def ticket(self, raw: Mapping[str, Any], names: Mapping[str, Mapping[int, str]]) -> Ticket:
+    def ticket(self, raw: Any, names: Names) -> list[Ticket]:
         """One exported ticket; ``names`` holds sideloaded ``organizations`` and ``groups`` by id."""
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"a ticket record is a {type(raw).__name__}, not an object")
         number = raw.get("id")
-        if not isinstance(number, int):
-            raise SkippableRecordError("ticket without an integer id", source=self.source, record_id=str(number))
-        try:
-            created = _instant(raw["created_at"])
-            updated = _instant(raw.get("updated_at") or raw["created_at"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise SkippableRecordError(
-                f"ticket {number}: unreadable created_at/updated_at ({error})", source=self.source, record_id=str(number)
-            ) from None
-        custom = {str(item.get("id")): item.get("value") for item in raw.get("custom_fields") or [] if isinstance(item, dict)}
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise ValueError(f"ticket without an integer id ({number!r})")
+        created = _instant(raw.get("created_at"), f"ticket {number}: created_at")
+        updated = _instant(raw.get("updated_at") or raw.get("created_at"), f"ticket {number}: updated_at")
+        custom = {str(item.get("id")): item.get("value") for item in _list(raw.get("custom_fields")) if isinstance(item, dict)}
         status_raw = raw.get("status")
-        return Ticket(
+        return [Ticket(
             source=self.source,
             system="zendesk",
             external_id=str(number),
             key=f"#{number}",
             url=f"{self.base_url}/agent/tickets/{number}",
-            title=raw.get("subject") or "",
-            status=self.status(status_raw),
-            status_raw=status_raw or "",
-            priority=self.priority(raw.get("priority")),
-            priority_raw=raw.get("priority"),
+            title=_text(raw.get("subject")) or "",
+            status=self.values.status(status_raw),
+            status_raw=_text(status_raw) or "",
+            priority=self.values.priority(raw.get("priority")),
+            priority_raw=_text(raw.get("priority")),
             customer=self._field("customer", raw, custom, names),
             requester=_text(raw.get("requester_id")),
             assignee=_text(raw.get("assignee_id")),
@@ -92,11 +80,11 @@ class ZendeskMapper:
             created_at=created,
             updated_at=updated,
             fields=custom,
-            tags=[tag for tag in raw.get("tags") or [] if isinstance(tag, str)],
-            version=raw.get("updated_at"),  # safe_update's updated_stamp
-        )
+            tags=[tag for tag in _list(raw.get("tags")) if isinstance(tag, str)],
+            version=_text(raw.get("updated_at")),  # safe_update's updated_stamp
+        )]
 
-    def _field(self, name: str, raw: Mapping[str, Any], custom: Mapping[str, Any], names: Mapping[str, Mapping[int, str]]) -> str | None:
+    def _field(self, name: str, raw: Mapping[str, Any], custom: Mapping[str, Any], names: Names) -> str | None:
         spec = self.fields.get(name)
         if spec is None:
             return None
@@ -106,21 +94,27 @@ class ZendeskMapper:
             ref = raw.get(f"{spec}_id")
             if ref is None:
                 return None
-            return names.get(f"{spec}s", {}).get(ref) or _text(ref)  # the name when sideloaded
+            found = names.get(f"{spec}s", {}).get(ref) if isinstance(ref, int | str) else None
+            return _text(found) or _text(ref)  # the name when sideloaded
         return _text(raw.get(spec))
 
-    def events(self, raw: Mapping[str, Any], agents: set[int]) -> list[TicketEvent]:
+    def events(self, raw: Any, agents: set[int]) -> list[TicketEvent]:
         """The clock-moving parts of one ticket event: status and priority changes, public comments."""
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"a ticket event is a {type(raw).__name__}, not an object")
         number = raw.get("ticket_id")
-        if not isinstance(number, int):
-            raise SkippableRecordError("ticket event without a ticket_id", source=self.source, record_id=str(raw.get("id")))
-        try:
-            at = _instant(raw["created_at"]) if raw.get("created_at") else datetime.fromtimestamp(int(raw["timestamp"]), timezone.utc)
-        except (KeyError, TypeError, ValueError) as error:
-            raise SkippableRecordError(f"ticket event {raw.get('id')}: no usable time ({error})", source=self.source, record_id=str(raw.get("id"))) from None
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise ValueError(f"ticket event {raw.get('id')} without an integer ticket_id")
+        if raw.get("created_at"):
+            at = _instant(raw["created_at"], f"ticket event {raw.get('id')}: created_at")
+        else:
+            stamp = raw.get("timestamp")
+            if not isinstance(stamp, int) or isinstance(stamp, bool):
+                raise ValueError(f"ticket event {raw.get('id')}: no usable time")
+            at = datetime.fromtimestamp(stamp, timezone.utc)
         ticket_id = f"{self.source}:{number}"
         result: list[TicketEvent] = []
-        for child in raw.get("child_events") or []:
+        for child in _list(raw.get("child_events")):
             if not isinstance(child, dict) or "id" not in child:
                 continue
             kind = child.get("event_type") or child.get("type")
@@ -128,11 +122,7 @@ class ZendeskMapper:
                 if child.get("public") is not True:
                     continue  # internal notes (ours included) never move a clock
                 author = child.get("author_id")
-                try:
-                    when = _instant(child["created_at"]) if child.get("created_at") else at
-                except (TypeError, ValueError) as error:
-                    raise SkippableRecordError(f"ticket event {raw.get('id')}: unreadable comment time ({error})",
-                                               source=self.source, record_id=str(raw.get("id"))) from None
+                when = _instant(child["created_at"], f"ticket event {raw.get('id')}: comment time") if child.get("created_at") else at
                 reply = "agent_reply" if author in agents else "customer_reply"
                 result.append(TicketEvent(ticket_id, f"c{child['id']}", reply, when, author=_text(author)))
                 continue
@@ -142,12 +132,12 @@ class ZendeskMapper:
                 if name == "status":
                     result.append(TicketEvent(
                         ticket_id, f"s{child['id']}", "status", at,
-                        from_value=self.status(previous) if previous else None, to_value=self.status(value),
+                        from_value=self.values.status(previous) if previous else None, to_value=self.values.status(value),
                     ))
                 elif name == "priority":
                     result.append(TicketEvent(
                         ticket_id, f"p{child['id']}", "priority", at,
-                        from_value=self.priority(previous) if previous else None, to_value=self.priority(value),
+                        from_value=self.values.priority(previous) if previous else None, to_value=self.values.priority(value),
                     ))
         return result
 
@@ -163,8 +153,17 @@ def _changes(child: Mapping[str, Any]) -> Iterable[tuple[str, Any, Any]]:
             yield name, child[name], child.get("previous_value")
 
 
-def _instant(text: str) -> datetime:
-    return from_iso(text)
+def _instant(text: Any, what: str) -> datetime:
+    if not isinstance(text, str):
+        raise ValueError(f"{what} is {text!r}, not an ISO 8601 time")
+    try:
+        return from_iso(text)
+    except ValueError as error:
+        raise ValueError(f"{what} is unreadable ({error})") from None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _text(value: Any) -> str | None:

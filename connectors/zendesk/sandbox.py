@@ -4,46 +4,44 @@ Faithful where the connector could tell the difference (../shared/reference/zend
 section 9): cursor export with opaque base64 cursors, ``per_page``, ``end_of_stream`` and the
 one-minute exclusion; deleted tickets as ``status: "deleted"``; the time-based ticket-event
 export with ``comment_events``; organisations sideloaded on the export; agents listed with
-cursor pagination; ticket fields; ticket update with replace-on-PUT tags, internal notes that
-show up on re-read, ``safe_update`` 409s; ``update_many`` with job statuses; rate limits with
-429 + ``Retry-After`` and ``X-Rate-Limit`` headers; Zendesk's error bodies; and fault injection.
+cursor pagination; comments in pages with ``next_page`` URLs; ticket fields; ticket update with
+replace-on-PUT tags, internal notes that show up on re-read, ``safe_update`` 409s;
+``update_many`` with job statuses; closed tickets read-only; rate limits with 429 +
+``Retry-After`` and ``X-Rate-Limit`` headers; Zendesk's error bodies. Serving, the request log
+and fault injection come from :mod:`connectors.kit.sandbox`; the tickets' story from
+:mod:`connectors.kit.story`, told in Zendesk's words.
 
 Seeded and deterministic: the same ``seed``, ``tickets`` and ``anchor`` give the same data.
-It runs in-process (:meth:`ZendeskSandbox.transport`) or on a loopback port (:meth:`serve`).
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
-import json
-import random
-import socket
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode
 
 import httpx
 
-__all__ = ["AGENT_IDS", "ORGANIZATIONS", "SANDBOX", "SERVICE_FIELD", "SLA_STATUS_FIELD", "Fault", "ZendeskSandbox"]
+from bridge.framework.sandbox import WritebackSummary
+from connectors.kit.sandbox import SandboxServer, SlidingWindow, json_response
+from connectors.kit.story import CUSTOMERS, GROUPS as GROUP_NAMES, SERVICES, Step, tell
+
+__all__ = ["AGENT_IDS", "ORGANIZATIONS", "SERVICE_FIELD", "SLA_STATUS_FIELD", "ZendeskSandbox"]
 
 UTC = timezone.utc
-ORGANIZATIONS = {360001: "ACME Ltd", 360002: "Globex", 360003: "Initech"}
-GROUPS = {20001: "Support", 20002: "2nd line"}
+ORGANIZATIONS = {360001 + index: name for index, name in enumerate(CUSTOMERS)}
+GROUPS = {20001 + index: name for index, name in enumerate(GROUP_NAMES)}
 AGENT_IDS = (1000, 1001, 1002, 1003, 1004)
 BOT_ID = AGENT_IDS[0]  # the account the bridge authenticates as
 SERVICE_FIELD = 360000000101
 SLA_STATUS_FIELD = 360000000102
-PRIORITIES = ("urgent", "high", "normal", "normal", "low")
-TYPES = ("incident", "incident", "question", "problem", "task")
-SERVICES = ("email", "vpn", "printing")
+# The story's canonical words in Zendesk's.
+STATUSES = {"open": "open", "waiting_customer": "pending", "resolved": "solved"}
+PRIORITIES = {"p1": "urgent", "p2": "high", "p3": "normal", "p4": "low"}
+COMMENTS_PER_PAGE = 100
 
 
 def _iso(moment: datetime) -> str:
@@ -55,17 +53,6 @@ def _epoch(moment: datetime) -> int:
 
 
 @dataclass
-class Fault:
-    """One injected failure: ``kind`` is 429, 429_text, 500, 503, malformed or slow."""
-
-    kind: str
-    times: int = 1
-    path: str = ""  # only requests whose path contains this
-    retry_after: int | None = None
-    delay: float = 0.0
-
-
-@dataclass
 class _Job:
     id: str
     ticket_ids: list[int]
@@ -74,7 +61,7 @@ class _Job:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
-class ZendeskSandbox:
+class ZendeskSandbox(SandboxServer):
     """The emulator. Read its state directly in tests: ``tickets``, ``requests``, ``comments``."""
 
     def __init__(
@@ -91,61 +78,61 @@ class ZendeskSandbox:
         account_limit_per_minute: int = 700,
         subdomain: str = "sandbox",
     ) -> None:
-        self._clock = clock or (lambda: datetime.now(UTC))
-        self.anchor = (anchor or self._clock()).astimezone(UTC).replace(microsecond=0)
+        self.base_url = f"https://{subdomain}.zendesk.com"
+        super().__init__(clock=clock)
+        self.anchor = (anchor or self.now()).astimezone(UTC).replace(microsecond=0)
         self.credentials = {f"Basic {base64.b64encode(f'{email}/token:{token}'.encode()).decode()}"}
         if oauth_token:
             self.credentials.add(f"Bearer {oauth_token}")
         self.email = email
         self.token = token
-        self.base_url = f"https://{subdomain}.zendesk.com"
         self.export_limit = export_limit_per_minute
         self.account_limit = account_limit_per_minute
-        self.faults: list[Fault] = []
-        self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
-        self.statuses: list[int] = []  # the status served for each request, in order
+        self._account = SlidingWindow(account_limit_per_minute)
+        self._exports = SlidingWindow(export_limit_per_minute)
         self.tickets: dict[int, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []  # the ticket-event export, in (timestamp, id) order
         self._stamps: list[int] = []  # their timestamps, for bisecting
         self.comments: dict[int, list[dict[str, Any]]] = {}
         self.jobs: dict[str, _Job] = {}
-        self._recent: deque[tuple[float, bool]] = deque()  # (epoch, is_export) of served requests
-        self._lock = threading.RLock()
         self._next_event_id = 9_000_000_000
         self._next_child_id = 7_000_000_000
+        self._endless = 0
         self._seed(tickets, seed)
+
+    @classmethod
+    def for_demo(cls, tickets: int, seed: int) -> ZendeskSandbox:
+        """30 export requests a minute (Zendesk's High Volume add-on), so a quarter pulls without a pause."""
+        return cls(tickets, seed=seed, export_limit_per_minute=30)
 
     # -- data -----------------------------------------------------------------------------
 
-    def now(self) -> datetime:
-        return self._clock().astimezone(UTC)
-
     def _seed(self, count: int, seed: int) -> None:
-        rng = random.Random(seed)
-        requesters = {org: [5000 + org % 1000 * 100 + n for n in range(20)] for org in ORGANIZATIONS}
         latest = self.anchor - timedelta(minutes=5)
-        plans: list[tuple[datetime, int, dict[str, Any]]] = []
-        for number in range(1, count + 1):
-            org = rng.choice(list(ORGANIZATIONS))
-            created = latest - timedelta(seconds=rng.randrange(90 * 86400))
-            ticket = {
+        plans: list[tuple[datetime, int, Step]] = []
+        for story in tell(count, seed=seed, latest=latest):
+            org = list(ORGANIZATIONS)[story.customer]
+            number = story.number
+            created = story.created
+            requester = 5000 + org % 1000 * 100 + story.requester
+            ticket: dict[str, Any] = {
                 "id": number,
                 "url": f"{self.base_url}/api/v2/tickets/{number}.json",
                 "external_id": None,
-                "type": rng.choice(TYPES),
+                "type": story.type,
                 "subject": f"Request {number}",
                 "raw_subject": f"Request {number}",
                 "description": f"Customer report {number}",
-                "priority": rng.choice(PRIORITIES),
+                "priority": PRIORITIES[story.priority],
                 "status": "new",
-                "requester_id": rng.choice(requesters[org]),
-                "submitter_id": None,
-                "assignee_id": rng.choice(AGENT_IDS[1:]),
+                "requester_id": requester,
+                "submitter_id": requester,
+                "assignee_id": AGENT_IDS[story.agent],
                 "organization_id": org,
-                "group_id": rng.choice(list(GROUPS)),
-                "tags": [rng.choice(SERVICES)],
+                "group_id": list(GROUPS)[story.group],
+                "tags": [story.tag],
                 "custom_fields": [
-                    {"id": SERVICE_FIELD, "value": rng.choice(SERVICES)},
+                    {"id": SERVICE_FIELD, "value": story.service},
                     {"id": SLA_STATUS_FIELD, "value": None},
                 ],
                 "created_at": _iso(created),
@@ -154,45 +141,10 @@ class ZendeskSandbox:
                 "is_public": True,
                 "has_incidents": False,
             }
-            ticket["submitter_id"] = ticket["requester_id"]
             ticket["fields"] = ticket["custom_fields"]
             self.tickets[number] = ticket
             self.comments[number] = []
-            # The story of the ticket, as (offset, author, public comment?, status change).
-            at = created
-            story: list[tuple[datetime, int, bool | None, str | None]] = [(at, ticket["requester_id"], True, None)]
-            recent = latest - created < timedelta(days=10)  # only recent tickets may still be open
-            if not recent or rng.random() < 0.92:
-                at += timedelta(seconds=int(rng.expovariate(1 / 7200)) + 60)
-                waiting = rng.random() < 0.4
-                story.append((at, ticket["assignee_id"], True, "pending" if waiting else "open"))
-                if waiting:
-                    at += timedelta(seconds=int(rng.expovariate(1 / 20000)) + 60)
-                    story.append((at, ticket["requester_id"], True, "open"))
-                    at += timedelta(seconds=int(rng.expovariate(1 / 5400)) + 60)
-                    story.append((at, ticket["assignee_id"], True, None))
-                if rng.random() < 0.15:
-                    at += timedelta(seconds=600)
-                    story.append((at, ticket["assignee_id"], False, None))  # an internal note
-                if not recent or rng.random() < 0.85:
-                    at += timedelta(seconds=int(rng.expovariate(1 / 40000)) + 60)
-                    story.append((at, ticket["assignee_id"], None, "solved"))
-                    if rng.random() < 0.1:
-                        at += timedelta(seconds=int(rng.expovariate(1 / 80000)) + 60)
-                        story.append((at, ticket["requester_id"], True, "open"))
-                        at += timedelta(seconds=int(rng.expovariate(1 / 9000)) + 60)
-                        story.append((at, ticket["assignee_id"], True, "solved"))
-            else:
-                at += timedelta(seconds=300)
-                story.append((at, ticket["assignee_id"], None, "open"))
-            first = True
-            for moment, author, public, status in story:
-                if moment > latest:
-                    break
-                plans.append((moment, number, {"author": author, "public": public, "status": status, "create": first}))
-                first = False
-            if rng.random() < 0.02:
-                plans.append((min(at + timedelta(hours=1), latest), number, {"author": BOT_ID, "delete": True}))
+            plans.extend((step.at, number, step) for step in story.steps)
         for moment, number, step in sorted(plans, key=lambda p: (p[0], p[1])):
             self._apply_story_step(number, moment, step)
         # Zendesk closes solved tickets (at the latest) 28 days after they were solved; closed
@@ -206,23 +158,28 @@ class ZendeskSandbox:
         self.events.sort(key=lambda event: (event["timestamp"], event["id"]))  # the export is in time order
         self._stamps = [event["timestamp"] for event in self.events]
 
-    def _apply_story_step(self, number: int, moment: datetime, step: dict[str, Any]) -> None:
+    def _author(self, number: int, step: Step) -> int:
         ticket = self.tickets[number]
+        return {"requester": ticket["requester_id"], "agent": ticket["assignee_id"]}.get(step.actor, BOT_ID)
+
+    def _apply_story_step(self, number: int, moment: datetime, step: Step) -> None:
+        ticket = self.tickets[number]
+        author = self._author(number, step)
         children: list[dict[str, Any]] = []
-        if step.get("create"):
+        if step.first:
             for name in ("status", "priority", "type"):
                 children.append({"event_type": "Create", name: ticket[name] if name != "status" else "new"})
-        if step.get("delete"):
+        if step.delete:
             children.append({"event_type": "Change", "status": "deleted", "previous_value": ticket["status"]})
             ticket["status"] = "deleted"
-        if step.get("public") is not None:
-            body = ticket["description"] if step.get("create") else f"Message on ticket {number}"
-            children.append(self._comment(number, step["author"], body, bool(step["public"]), moment))
-        status = step.get("status")
+        if step.public is not None:
+            body = ticket["description"] if step.first else f"Message on ticket {number}"
+            children.append(self._comment(number, author, body, step.public, moment))
+        status = STATUSES.get(step.status or "")
         if status and status != ticket["status"]:
             children.append({"event_type": "Change", "status": status, "previous_value": ticket["status"]})
             ticket["status"] = status
-        self._record(number, moment, step["author"], children)
+        self._record(number, moment, author, children)
 
     def _comment(self, number: int, author: int, body: str, public: bool, moment: datetime) -> dict[str, Any]:
         self._next_child_id += 1
@@ -287,6 +244,19 @@ class ZendeskSandbox:
                 ticket["tags"] = list(tags)
             self._record(number, at or self.now(), AGENT_IDS[1], [{"event_type": "Change", "tags": list(ticket["tags"])}])
 
+    def malform(self, number: int) -> None:
+        """Ticket ``number`` comes out of the export malformed (its priority a list)."""
+        with self._lock:
+            self.tickets[number]["priority"] = [self.tickets[number]["priority"]]
+
+    def unknown_value(self, number: int) -> str:
+        """Ticket ``number`` gets a status no default maps (as an account's new status would)."""
+        with self._lock:
+            self.tickets[number]["status"] = "escalated"
+            return "escalated"
+
+    # -- what the core reads through the sandbox protocol ---------------------------------
+
     def source_config(self, url: str, token_env: str) -> dict[str, Any]:
         """A ``[sources.NAME]`` table that points sla-bridge at this sandbox."""
         return {
@@ -298,63 +268,32 @@ class ZendeskSandbox:
             "writeback": {"enabled": True, "status_field": f"custom_field:{SLA_STATUS_FIELD}"},
         }
 
-    def inject(self, kind: str, *, times: int = 1, path: str = "", retry_after: int | None = None, delay: float = 0.0) -> None:
-        self.faults.append(Fault(kind, times, path, retry_after, delay))
-
-    def count(self, path_part: str = "", method: str | None = None) -> int:
-        return sum(1 for m, p, _ in self.requests if path_part in p and (method is None or m == method))
+    def writeback_summary(self) -> WritebackSummary:
+        tagged = sum(1 for t in self.tickets.values() if any(tag.startswith("sla_") for tag in t["tags"]))
+        notes = [body for number in self.tickets for body in self.internal_notes(number) if "[sla-bridge:" in body]
+        return WritebackSummary(tickets_tagged=tagged, notes=notes)
 
     def internal_notes(self, number: int) -> list[str]:
         return [c["body"] for c in self.comments[number] if not c["public"]]
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    def transport(self) -> httpx.MockTransport:
-        """For an in-process ``httpx.Client(transport=...)``."""
-        return httpx.MockTransport(self.handle)
+    def authorized(self, request: httpx.Request) -> bool:
+        return request.headers.get("Authorization") in self.credentials
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        with self._lock:
-            response = self._handle(request)
-            self.statuses.append(response.status_code)
-            return response
+    def unauthorized(self) -> httpx.Response:
+        return json_response(401, {"error": "Couldn't authenticate you"})
 
-    def _handle(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        if path.endswith(".json"):
-            path = path[: -len(".json")]
-        query = parse_qs(request.url.query.decode())
-        self.requests.append((request.method, path, query))
-        fault = self._take_fault(path)
-        if fault is not None and fault.kind == "slow":
-            time.sleep(fault.delay)
-            fault = None
-        if request.headers.get("Authorization") not in self.credentials:
-            return self._json(401, {"error": "Couldn't authenticate you"})
-        is_export = path.startswith("/api/v2/incremental/")
-        limited = self._rate_limited(is_export)
-        if limited is not None:
-            return limited
-        if fault is not None and fault.kind != "malformed":
-            return self._fault_response(fault)
-        response = self._route(request, path, query)
-        response.headers.update(self._rate_headers(is_export))
-        if fault is not None and fault.kind == "malformed" and response.status_code == 200:
-            return httpx.Response(200, headers={"Content-Type": "application/json"}, content=response.content[: len(response.content) // 2])
-        return response
-
-    def _route(self, request: httpx.Request, path: str, query: dict[str, list[str]]) -> httpx.Response:
+    def route(self, request: httpx.Request, path: str, query: dict[str, list[str]], body: Any) -> httpx.Response:
         parts = path.strip("/").split("/")
         method = request.method
-        try:
-            body = json.loads(request.content) if request.content else {}
-        except json.JSONDecodeError:
-            return self._json(400, {"error": "InvalidValue", "description": "Request body is not valid JSON"})
+        if body is None:
+            return json_response(400, {"error": "InvalidValue", "description": "Request body is not valid JSON"})
         if parts[:2] != ["api", "v2"] or len(parts) < 3:
-            return self._not_found()
+            return self.not_found()
         rest = parts[2:]
         if method == "GET" and rest == ["users", "me"]:
-            return self._json(200, {"user": self._user(BOT_ID)})
+            return json_response(200, {"user": self._user(BOT_ID)})
         if method == "GET" and rest == ["users"]:
             return self._list_users(query)
         if method == "GET" and rest == ["incremental", "tickets", "cursor"]:
@@ -363,26 +302,40 @@ class ZendeskSandbox:
             return self._export_events(query)
         if method == "GET" and rest == ["ticket_fields"]:
             fields = self._ticket_fields()
-            return self._json(200, {"ticket_fields": fields, "next_page": None, "previous_page": None, "count": len(fields)})
+            return json_response(200, {"ticket_fields": fields, "next_page": None, "previous_page": None, "count": len(fields)})
         if rest[:1] == ["tickets"] and len(rest) == 2 and rest[1] == "update_many" and method == "PUT":
             return self._update_many(query, body)
         if rest[:1] == ["tickets"] and len(rest) >= 2 and rest[1].isdigit():
             number = int(rest[1])
             ticket = self.tickets.get(number)
             if ticket is None or ticket["status"] == "deleted":
-                return self._not_found()
+                return self.not_found()
             if len(rest) == 2 and method == "GET":
-                return self._json(200, {"ticket": ticket})
+                return json_response(200, {"ticket": ticket})
             if len(rest) == 2 and method == "PUT":
                 return self._update_ticket(number, body)
             if rest[2:] == ["comments"] and method == "GET":
-                return self._json(200, {"comments": self.comments[number], "next_page": None, "previous_page": None, "count": len(self.comments[number])})
+                return self._list_comments(number, path, query)
         if method == "GET" and rest == ["job_statuses", "show_many"]:
             ids = [i for i in ",".join(query.get("ids", [])).split(",") if i]
-            return self._json(200, {"job_statuses": [self._advance(self.jobs[i]) for i in ids if i in self.jobs]})
+            return json_response(200, {"job_statuses": [self._advance(self.jobs[i]) for i in ids if i in self.jobs]})
         if method == "GET" and rest[:1] == ["job_statuses"] and len(rest) == 2:
             return self._job_status(rest[1])
-        return self._not_found()
+        return self.not_found()
+
+    def _list_comments(self, number: int, path: str, query: dict[str, list[str]]) -> httpx.Response:
+        """Offset pages of 100 (``per_page`` up to 100), each naming the next page's URL."""
+        size = max(1, min(int(query.get("per_page", [str(COMMENTS_PER_PAGE)])[0]), 100))
+        page = max(1, int(query.get("page", ["1"])[0]))
+        comments = self.comments[number]
+        chunk = comments[(page - 1) * size : page * size]
+        more = page * size < len(comments)
+        return json_response(200, {
+            "comments": chunk,
+            "next_page": self.link(f"{path}.json", {"page": page + 1, "per_page": size}) if more else None,
+            "previous_page": self.link(f"{path}.json", {"page": page - 1, "per_page": size}) if page > 1 else None,
+            "count": len(comments),
+        })
 
     # -- exports --------------------------------------------------------------------------
 
@@ -399,14 +352,14 @@ class ZendeskSandbox:
                 stamp_text, _, rest = decoded.partition("||")
                 position = (int(float(stamp_text)), int(rest.strip("|")))
             except (ValueError, UnicodeDecodeError):
-                return self._json(400, {"error": "InvalidCursor", "description": "The cursor is not valid"})
+                return json_response(400, {"error": "InvalidCursor", "description": "The cursor is not valid"})
         elif "start_time" in query:
             start = int(query["start_time"][0])
             if start > limit:
-                return self._json(400, {"error": "InvalidValue", "description": "start_time is too recent: it must be at least one minute in the past"})
+                return json_response(400, {"error": "InvalidValue", "description": "start_time is too recent: it must be at least one minute in the past"})
             position = (start - 1, 2**62)
         else:
-            return self._json(400, {"error": "InvalidValue", "description": "start_time or cursor is required"})
+            return json_response(400, {"error": "InvalidValue", "description": "start_time or cursor is required"})
         exclude_deleted = query.get("exclude_deleted", ["false"])[0] == "true"
         ordered = sorted(self.tickets.values(), key=lambda t: (t["generated_timestamp"], t["id"]))
         after = [t for t in ordered if (t["generated_timestamp"], t["id"]) > position and t["generated_timestamp"] <= limit]
@@ -418,7 +371,7 @@ class ZendeskSandbox:
         payload: dict[str, Any] = {
             "tickets": [self._export_view(t) for t in visible],
             "after_cursor": cursor,
-            "after_url": f"{self.base_url}/api/v2/incremental/tickets/cursor.json?{urlencode({'cursor': cursor, 'per_page': per_page})}",
+            "after_url": self.link("/api/v2/incremental/tickets/cursor.json", {"cursor": cursor, "per_page": per_page}),
             "before_cursor": None,
             "before_url": None,
             "end_of_stream": end_of_stream,
@@ -426,11 +379,11 @@ class ZendeskSandbox:
         includes = set(",".join(query.get("include", [])).split(","))
         if "organizations" in includes:
             org_ids = sorted({t["organization_id"] for t in visible if t["organization_id"]})
-            payload["organizations"] = [{"id": o, "name": ORGANIZATIONS[o], "url": f"{self.base_url}/api/v2/organizations/{o}.json"} for o in org_ids]
+            payload["organizations"] = [{"id": o, "name": ORGANIZATIONS[o], "url": self.link(f"/api/v2/organizations/{o}.json")} for o in org_ids]
         if "groups" in includes:
             group_ids = sorted({t["group_id"] for t in visible if t["group_id"]})
             payload["groups"] = [{"id": g, "name": GROUPS[g]} for g in group_ids]
-        return self._json(200, payload)
+        return json_response(200, payload)
 
     def _export_view(self, ticket: dict[str, Any]) -> dict[str, Any]:
         if ticket["status"] != "deleted":
@@ -442,11 +395,11 @@ class ZendeskSandbox:
 
     def _export_events(self, query: dict[str, list[str]]) -> httpx.Response:
         if "start_time" not in query:
-            return self._json(400, {"error": "InvalidValue", "description": "start_time is required"})
+            return json_response(400, {"error": "InvalidValue", "description": "start_time is required"})
         start = int(query["start_time"][0])
         limit = self._visible_until()
         if start > limit:
-            return self._json(400, {"error": "InvalidValue", "description": "start_time is too recent: it must be at least one minute in the past"})
+            return json_response(400, {"error": "InvalidValue", "description": "start_time is too recent: it must be at least one minute in the past"})
         per_page = min(int(query.get("per_page", ["1000"])[0]), 1000)
         with_comments = "comment_events" in ",".join(query.get("include", []))
         first = bisect.bisect_left(self._stamps, start)
@@ -454,13 +407,13 @@ class ZendeskSandbox:
         page = self.events[first:min(last, first + per_page)]
         end_time = page[-1]["timestamp"] if page else start
         rendered = [self._event_view(e, with_comments) for e in page]
-        return self._json(
+        return json_response(
             200,
             {
                 "ticket_events": rendered,
                 "count": len(rendered),
                 "end_time": end_time,
-                "next_page": f"{self.base_url}/api/v2/incremental/ticket_events.json?{urlencode({'start_time': end_time})}",
+                "next_page": self.link("/api/v2/incremental/ticket_events.json", {"start_time": end_time}),
                 "end_of_stream": len(page) < per_page,
             },
         )
@@ -485,10 +438,10 @@ class ZendeskSandbox:
         page = rest[:size]
         more = len(rest) > size
         cursor = str(page[-1]["id"]) if page else None
-        return self._json(200, {
+        return json_response(200, {
             "users": page,
             "meta": {"has_more": more, "after_cursor": cursor if more else None, "before_cursor": None},
-            "links": {"next": f"{self.base_url}/api/v2/users.json?page[after]={cursor}&page[size]={size}" if more else None, "prev": None},
+            "links": {"next": self.link("/api/v2/users.json", {"page[after]": cursor, "page[size]": size}) if more else None, "prev": None},
         })
 
     def _user(self, uid: int) -> dict[str, Any]:
@@ -522,25 +475,25 @@ class ZendeskSandbox:
         ticket = self.tickets[number]
         change = body.get("ticket")
         if not isinstance(change, dict):
-            return self._json(400, {"error": "InvalidValue", "description": "ticket is required"})
+            return json_response(400, {"error": "InvalidValue", "description": "ticket is required"})
         if ticket["status"] == "closed":
             return self._closed()
         if change.get("safe_update") and change.get("updated_stamp") != ticket["updated_at"]:
-            return self._json(409, {"error": "DatabaseConflict", "description": "Database collision"})
+            return json_response(409, {"error": "DatabaseConflict", "description": "Database collision"})
         invalid = self._invalid_fields(change.get("custom_fields", []))
         if invalid:
             return invalid
         children = self._apply_change(number, change)
         self._record(number, self.now(), BOT_ID, children)
         audit = {"id": self.events[-1]["id"], "ticket_id": number, "created_at": ticket["updated_at"], "author_id": BOT_ID, "events": children}
-        return self._json(200, {"ticket": ticket, "audit": audit})
+        return json_response(200, {"ticket": ticket, "audit": audit})
 
     def _invalid_fields(self, custom_fields: list[dict[str, Any]]) -> httpx.Response | None:
         known = {SERVICE_FIELD, SLA_STATUS_FIELD}
         unknown = [f.get("id") for f in custom_fields if f.get("id") not in known]
         if not unknown:
             return None
-        return self._json(422, {"error": "RecordInvalid", "description": "Record validation errors",
+        return json_response(422, {"error": "RecordInvalid", "description": "Record validation errors",
                                 "details": {"base": [{"description": f"Unknown ticket field {fid}", "error": None, "ticket_field_id": fid}
                                                      for fid in unknown]}})
 
@@ -574,16 +527,16 @@ class ZendeskSandbox:
         ids = [int(i) for i in ",".join(query.get("ids", [])).split(",") if i.strip()]
         change = body.get("ticket")
         if not ids or not isinstance(change, dict) or len(ids) > 100:
-            return self._json(400, {"error": "InvalidValue", "description": "ids (at most 100) and ticket are required"})
+            return json_response(400, {"error": "InvalidValue", "description": "ids (at most 100) and ticket are required"})
         job = _Job(id=f"{len(self.jobs) + 1:032x}", ticket_ids=ids, change=change)
         self.jobs[job.id] = job
-        return self._json(200, {"job_status": self._job_view(job)})
+        return json_response(200, {"job_status": self._job_view(job)})
 
     def _job_status(self, job_id: str) -> httpx.Response:
         job = self.jobs.get(job_id)
         if job is None:
-            return self._not_found()
-        return self._json(200, {"job_status": self._advance(job)})
+            return self.not_found()
+        return json_response(200, {"job_status": self._advance(job)})
 
     def _advance(self, job: _Job) -> dict[str, Any]:
         """A job moves queued -> working -> completed, one step per look at it."""
@@ -611,7 +564,7 @@ class ZendeskSandbox:
         done = job.status == "completed"
         return {
             "id": job.id,
-            "url": f"{self.base_url}/api/v2/job_statuses/{job.id}.json",
+            "url": self.link(f"/api/v2/job_statuses/{job.id}.json"),
             "job_type": "Bulk Update",
             "status": job.status,
             "total": len(job.ticket_ids),
@@ -622,110 +575,61 @@ class ZendeskSandbox:
 
     # -- limits, faults, errors -----------------------------------------------------------
 
-    def _rate_limited(self, is_export: bool) -> httpx.Response | None:
+    def limit(self, request: httpx.Request, path: str) -> httpx.Response | None:
         now = self.now().timestamp()
-        while self._recent and self._recent[0][0] <= now - 60:
-            self._recent.popleft()
-        used = len(self._recent)
-        exports = sum(1 for _, export in self._recent if export)
-        if used >= self.account_limit or (is_export and exports >= self.export_limit):
-            pool = [t for t, export in self._recent if export or not is_export] if is_export else [t for t, _ in self._recent]
-            wait = max(1, int(pool[0] + 60 - now + 0.999))
-            kind = "incremental export" if is_export and exports >= self.export_limit else ""
-            return self._json(
-                429,
-                {"error": "APIRateLimitExceeded", "description": f"Number of allowed {kind + ' ' if kind else ''}API requests per minute exceeded"},
+        is_export = path.startswith("/api/v2/incremental/")
+        exports_spent = is_export and self._exports.full(now)
+        if self._account.full(now) or exports_spent:
+            wait = (self._exports if is_export else self._account).resets_in(now)
+            kind = "incremental export " if exports_spent else ""
+            return json_response(
+                429, {"error": "APIRateLimitExceeded", "description": f"Number of allowed {kind}API requests per minute exceeded"},
                 headers={"Retry-After": str(wait), **self._rate_headers(is_export)},
             )
-        self._recent.append((now, is_export))
+        self._account.add(now)
+        if is_export:
+            self._exports.add(now)
         return None
+
+    def decorate(self, response: httpx.Response, path: str) -> None:
+        response.headers.update(self._rate_headers(path.startswith("/api/v2/incremental/")))
 
     def _rate_headers(self, is_export: bool) -> dict[str, str]:
         now = self.now().timestamp()
-        used = sum(1 for t, _ in self._recent if t > now - 60)
-        headers = {"X-Rate-Limit": str(self.account_limit), "X-Rate-Limit-Remaining": str(max(0, self.account_limit - used))}
+        headers = {"X-Rate-Limit": str(self.account_limit),
+                   "X-Rate-Limit-Remaining": str(max(0, self.account_limit - self._account.used(now)))}
         if is_export:
-            exports = [t for t, export in self._recent if export and t > now - 60]
-            resets = int(exports[0] + 60 - now + 0.999) if exports else 60
-            remaining = max(0, self.export_limit - len(exports))
-            headers["Zendesk-RateLimit-incremental-exports"] = f"total={self.export_limit}; remaining={remaining}; resets={max(resets, 1)}"
+            used = self._exports.used(now)
+            resets = self._exports.resets_in(now) if used else 60
+            headers["Zendesk-RateLimit-incremental-exports"] = (
+                f"total={self.export_limit}; remaining={max(0, self.export_limit - used)}; resets={resets}")
         return headers
 
-    def _take_fault(self, path: str) -> Fault | None:
-        for fault in self.faults:
-            if fault.times > 0 and fault.path in path:
-                fault.times -= 1
-                return fault
+    def error(self, status: int, headers: dict[str, str]) -> httpx.Response:
+        if status == 429:
+            return json_response(429, {"error": "APIRateLimitExceeded", "description": "Number of allowed API requests per minute exceeded"},
+                                 headers)
+        return json_response(status, {"error": "InternalError", "description": f"{status}"}, headers)
+
+    def endless_page(self, request: httpx.Request, path: str, query: dict[str, list[str]]) -> httpx.Response | None:
+        """An export page that says more follows, always with a new cursor (or a later start time)."""
+        self._endless += 1
+        if path == "/api/v2/incremental/tickets/cursor":
+            cursor = base64.b64encode(f"endless-{self._endless}".encode()).decode()
+            return json_response(200, {"tickets": [], "after_cursor": cursor, "before_cursor": None, "after_url": None,
+                                       "before_url": None, "end_of_stream": False})
+        if path == "/api/v2/incremental/ticket_events":
+            end_time = int(query.get("start_time", ["0"])[0]) + 1
+            return json_response(200, {"ticket_events": [], "count": 0, "end_time": end_time, "next_page": None,
+                                       "end_of_stream": False})
+        if path == "/api/v2/users":
+            return json_response(200, {"users": [], "meta": {"has_more": True, "after_cursor": f"endless-{self._endless}"},
+                                       "links": {"next": None, "prev": None}})
         return None
 
-    def _fault_response(self, fault: Fault) -> httpx.Response:
-        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-        if fault.kind == "429":
-            return self._json(429, {"error": "APIRateLimitExceeded", "description": "Number of allowed API requests per minute exceeded"}, headers=headers)
-        if fault.kind == "429_text":
-            return httpx.Response(429, headers={"Content-Type": "text/plain", **headers}, text="Too Many Requests")
-        if fault.kind in ("500", "503", "504"):
-            return httpx.Response(int(fault.kind), headers={"Content-Type": "text/html", **headers}, text="<html><body>Service Unavailable</body></html>")
-        raise ValueError(f"unknown fault kind {fault.kind!r}")
-
-    @staticmethod
-    def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> httpx.Response:
-        return httpx.Response(status, headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})}, content=json.dumps(payload).encode())
-
     def _closed(self) -> httpx.Response:
-        return self._json(422, {"error": "RecordInvalid", "description": "Record validation errors",
-                                "details": {"status": [{"description": "Status: closed prevents ticket update"}]}})
+        return json_response(422, {"error": "RecordInvalid", "description": "Record validation errors",
+                                   "details": {"status": [{"description": "Status: closed prevents ticket update"}]}})
 
-    def _not_found(self) -> httpx.Response:
-        return self._json(404, {"error": "RecordNotFound", "description": "Not found"})
-
-    # -- on a loopback port ---------------------------------------------------------------
-
-    @contextmanager
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-        """Serve on a loopback port for the duration of the block; yields the base URL."""
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError("the sandbox only listens on loopback addresses")
-        sandbox = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body go out in separate writes: without this, Nagle's algorithm and
-                # delayed ACKs cost ~40 ms per keep-alive request.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                content = self.rfile.read(length) if length else b""
-                request = httpx.Request(self.command, f"http://{host}{self.path}", headers=dict(self.headers), content=content)
-                response = sandbox.handle(request)
-                body = response.content
-                self.send_response(response.status_code)
-                for key, value in response.headers.items():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_PUT = do_POST = do_DELETE = _any
-
-            def log_message(self, *args: Any) -> None:  # quiet
-                return
-
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, name="zendesk-sandbox", daemon=True)
-        thread.start()
-        try:
-            yield f"http://{host}:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
-
-
-SANDBOX = ZendeskSandbox
+    def not_found(self) -> httpx.Response:
+        return json_response(404, {"error": "RecordNotFound", "description": "Not found"})

@@ -1,0 +1,686 @@
+"""The local SQLite store: normalised tickets, their history, clocks, write-back journal, runs.
+
+Rules it keeps (DESIGN.md, "The store"):
+
+- A page of records and the cursor that follows it are committed in one transaction, so a crash
+  can repeat a page but never skip one.
+- Upserts by primary key, so re-reading overlapping pages is harmless.
+- Schema changes are named migrations (``sqlite_utils.Migrations``), applied on open.
+- WAL mode; the file is created readable by its owner only; secrets are never stored (every text
+  that could carry one passes through :func:`bridge.edges.credentials.redact`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from bridge.edges.credentials import redact
+from bridge.engine.evaluator import Clock
+from bridge.errors import StoreError
+from bridge.model import Page, QuarantinedRecord, Ticket, TicketEvent, from_iso, to_iso
+
+__all__ = ["PageCounts", "Store", "clock_from_row", "clock_row", "migrations"]
+
+migrations = Migrations("sla-bridge")
+
+
+@migrations(name="0001_initial_schema")
+def _initial_schema(db: sqlite_utils.Database) -> None:
+    db.table("tickets").create(
+        {
+            "id": str,
+            "source": str,
+            "system": str,
+            "external_id": str,
+            "key": str,
+            "url": str,
+            "title": str,
+            "status": str,
+            "status_raw": str,
+            "priority": str,
+            "priority_raw": str,
+            "customer": str,
+            "requester": str,
+            "assignee": str,
+            "group": str,
+            "service": str,
+            "type": str,
+            "created_at": str,
+            "updated_at": str,
+            "resolved_at": str,
+            "fields": str,
+            "version": str,
+            "pulled_at": str,
+        },
+        pk="id",
+        not_null={"source", "system", "external_id", "status", "created_at", "updated_at"},
+    )
+    db.table("tickets").create_index(["source", "updated_at"])
+    db.table("tickets").create_index(["customer"])
+    db.table("ticket_events").create(
+        {
+            "ticket_id": str,
+            "event_id": str,
+            "kind": str,
+            "at": str,
+            "from_value": str,
+            "to_value": str,
+            "author": str,
+        },
+        pk=("ticket_id", "event_id"),
+        not_null={"kind", "at"},
+    )
+    db.table("ticket_events").create_index(["ticket_id", "at"])
+    db.table("sla_clocks").create(
+        {
+            "ticket_id": str,
+            "metric": str,
+            "cycle": int,
+            "policy": str,
+            "policy_version": str,
+            "state": str,
+            "target_seconds": int,
+            "elapsed_seconds": int,
+            "paused_seconds": int,
+            "started_at": str,
+            "stopped_at": str,
+            "due_at": str,
+            "breached_at": str,
+            "at_risk": int,
+            "evaluated_at": str,
+        },
+        pk=("ticket_id", "metric", "cycle"),
+    )
+    db.table("sla_clocks").create_index(["state"])
+    db.table("credits").create(
+        {
+            "id": str,
+            "customer": str,
+            "period": str,
+            "kind": str,
+            "ticket_id": str,
+            "metric": str,
+            "cycle": int,
+            "policy": str,
+            "percent": float,
+            "amount": float,
+            "currency": str,
+            "reason": str,
+            "computed_at": str,
+        },
+        pk="id",
+    )
+    db.table("credits").create_index(["customer", "period"])
+    db.table("writebacks").create(
+        {
+            "ticket_id": str,
+            "item": str,
+            "value": str,
+            "state": str,
+            "run_id": int,
+            "updated_at": str,
+        },
+        pk=("ticket_id", "item"),
+    )
+    db.table("sync_state").create(
+        {"source": str, "stream": str, "cursor": str, "updated_at": str},
+        pk=("source", "stream"),
+    )
+    db.table("runs").create(
+        {
+            "id": int,
+            "command": str,
+            "started_at": str,
+            "finished_at": str,
+            "status": str,
+            "exit_code": int,
+            "pid": int,
+            "sources": str,
+            "error": str,
+        },
+        pk="id",
+    )
+    db.table("quarantine").create(
+        {
+            "source": str,
+            "record_id": str,
+            "reason": str,
+            "raw": str,
+            "first_seen": str,
+            "last_seen": str,
+            "times": int,
+        },
+        pk=("source", "record_id"),
+    )
+
+
+@migrations(name="0002_ticket_tags")
+def _ticket_tags(db: sqlite_utils.Database) -> None:
+    # Write-back adds and removes its own tags; it needs the ticket's others to leave them be.
+    db.table("tickets").add_column("tags", str)
+
+
+@migrations(name="0003_writeback_pending")
+def _writeback_pending(db: sqlite_utils.Database) -> None:
+    # `value` stays the last confirmed push; `pending` holds an intent until it is confirmed, so a
+    # crash or an unknown outcome never loses track of what is on the ticket.
+    db.table("writebacks").add_column("pending", str)
+
+
+@migrations(name="0004_pull_sequence")
+def _pull_sequence(db: sqlite_utils.Database) -> None:
+    # Which run last pulled (or received history for) a ticket: the evaluation mark compares run
+    # numbers, which only go up, where wall-clock times can step back (NTP, a resumed VM).
+    db.table("tickets").add_column("pulled_run", int)
+    db.table("tickets").create_index(["source", "id"])
+    db.table("tickets").create_index(["source", "pulled_run"])
+
+
+@migrations(name="0005_journal_fields_by_id")
+def _journal_fields_by_id(db: sqlite_utils.Database) -> None:
+    # The journal keeps each field by its target field id ("field:custom_field:123"), not one
+    # "field" item per ticket. The id of an old "field" row is not known here: forgetting it
+    # only means the (idempotent) status field is sent once more.
+    db.execute("delete from writebacks where item = 'field'")
+
+
+@dataclass(frozen=True, slots=True)
+class PageCounts:
+    tickets: int
+    events: int
+    quarantined: int
+
+
+def _now() -> str:
+    return to_iso(datetime.now(timezone.utc))
+
+
+class Store:
+    """One SQLite file. Open it with :meth:`open`; it is migrated on the way in."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path | None) -> None:
+        self.db = db
+        self.path = path
+        self.run_id = 0  # the run pulling now: set by start_run
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        """Open (creating owner-only if new) and migrate the store at ``path``."""
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(target)
+            connection = sqlite3.connect(str(target), timeout=30, isolation_level=None)
+        except (OSError, sqlite3.Error) as error:
+            raise StoreError(f"cannot open the store at {target}: {error}") from None
+        try:
+            store = cls(sqlite_utils.Database(connection), target)
+            store._prepare()
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            raise StoreError(f"{target} is not a usable sla-bridge store: {error}") from None
+        return store
+
+    @classmethod
+    def memory(cls) -> Store:
+        store = cls(sqlite_utils.Database(memory=True), None)
+        store._prepare()
+        return store
+
+    def _prepare(self) -> None:
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        if self.path is not None:
+            self._enable_wal()
+            # In WAL mode NORMAL is crash-safe (the file stays consistent; a power cut can lose the
+            # last commits, which the write-back journal's recovery covers) and spares an fsync per
+            # commit: 20 ms each here, per journaled write-back.
+            self.db.execute("PRAGMA synchronous = NORMAL")
+        if migrations.pending(self.db):
+            # Two runs opening a new store at once: the write lock makes the second wait, then
+            # find nothing pending (apply re-reads inside the transaction; savepoints nest).
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                migrations.apply(self.db)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _enable_wal(self) -> None:
+        # Switching a new file to WAL needs it to itself; SQLite answers "locked" at once, without
+        # the busy timeout, when another process is opening it too. Wait for it, bounded.
+        for attempt in range(300):
+            try:
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.db.enable_wal()
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == 299:
+                    raise
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """One transaction (nested ones are savepoints)."""
+        return self.db.atomic()  # type: ignore[no-any-return]
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- pulling --------------------------------------------------------------------------
+
+    def save_page(self, source: str, page: Page) -> PageCounts:
+        """Upsert a page's records and move the source's cursor, all or nothing."""
+        pulled_at = _now()
+        with self.db.atomic():
+            if page.tickets:
+                self.db.table("tickets").upsert_all(({**_ticket_row(t, pulled_at), "pulled_run": self.run_id} for t in page.tickets), pk="id")
+            if page.events:
+                self.db.table("ticket_events").upsert_all(
+                    (_event_row(e) for e in page.events), pk=("ticket_id", "event_id")
+                )
+                # New history changes a ticket's clocks even when the ticket row did not change.
+                touched = sorted({e.ticket_id for e in page.events})
+                for offset in range(0, len(touched), 500):
+                    chunk = touched[offset : offset + 500]
+                    self.db.execute(f"update tickets set pulled_run = ? where id in ({','.join('?' * len(chunk))})", [self.run_id, *chunk])
+            for record in page.quarantined:
+                self._quarantine(record, pulled_at)
+            if page.cursor is not None:  # None: this page moves no cursor (the saved one stays)
+                self._write_cursor(source, page.stream, page.cursor, pulled_at)
+        return PageCounts(len(page.tickets), len(page.events), len(page.quarantined))
+
+    def _write_cursor(self, source: str, stream: str, cursor: str | None, at: str) -> None:
+        self.db.table("sync_state").upsert(
+            {"source": source, "stream": stream, "cursor": cursor, "updated_at": at}, pk=("source", "stream")
+        )
+
+    def cursor(self, source: str, stream: str = "tickets") -> str | None:
+        row = self.db.execute(
+            "select cursor from sync_state where source = ? and stream = ?", [source, stream]
+        ).fetchone()
+        return row[0] if row else None
+
+    def cursors(self, source: str) -> dict[str, str | None]:
+        """Every stream's saved cursor for ``source``."""
+        return {row[0]: row[1] for row in self.db.execute("select stream, cursor from sync_state where source = ?", [source])}
+
+    def _quarantine(self, record: QuarantinedRecord, at: str) -> None:
+        existing = self.db.execute(
+            "select first_seen, times from quarantine where source = ? and record_id = ?",
+            [record.source, record.record_id],
+        ).fetchone()
+        self.db.table("quarantine").upsert(
+            {
+                "source": record.source,
+                "record_id": record.record_id,
+                "reason": redact(record.reason),
+                "raw": redact(json.dumps(record.raw, default=str, sort_keys=True)),
+                "first_seen": existing[0] if existing else at,
+                "last_seen": at,
+                "times": (existing[1] if existing else 0) + 1,
+            },
+            pk=("source", "record_id"),
+        )
+
+    # -- reading --------------------------------------------------------------------------
+
+    def ticket(self, ticket_id: str) -> Ticket | None:
+        rows = list(self.db.table("tickets").rows_where("id = ?", [ticket_id]))
+        return _ticket_from_row(rows[0]) if rows else None
+
+    def events(self, ticket_id: str) -> list[TicketEvent]:
+        rows = self.db.table("ticket_events").rows_where("ticket_id = ?", [ticket_id], order_by="at, event_id")
+        return [_event_from_row(row) for row in rows]
+
+    def count(self, table: str) -> int:
+        return self.db[table].count
+
+    def load(self, ticket_ids: list[str]) -> list[tuple[Ticket, list[TicketEvent]]]:
+        """Tickets with their events, in the order of ``ticket_ids`` (missing ids are left out)."""
+        found: list[tuple[Ticket, list[TicketEvent]]] = []
+        for offset in range(0, len(ticket_ids), 500):
+            chunk = ticket_ids[offset : offset + 500]
+            marks = ",".join("?" * len(chunk))
+            tickets = {row["id"]: _ticket_from_row(row) for row in self.db.query(f"select * from tickets where id in ({marks})", chunk)}
+            events: dict[str, list[TicketEvent]] = {}
+            for row in self.db.query(f"select * from ticket_events where ticket_id in ({marks}) order by ticket_id, at, event_id", chunk):
+                events.setdefault(row["ticket_id"], []).append(_event_from_row(row))
+            found.extend((tickets[i], events.get(i, [])) for i in chunk if i in tickets)
+        return found
+
+    def tickets(self, ticket_ids: list[str]) -> list[Ticket]:
+        """Tickets without their events, in the order of ``ticket_ids``."""
+        marks = ",".join("?" * len(ticket_ids))
+        found = {row["id"]: _ticket_from_row(row) for row in self.db.query(f"select * from tickets where id in ({marks})", ticket_ids)}
+        return [found[i] for i in ticket_ids if i in found]
+
+    def ticket_id_chunks(self, source: str, *, pulled_after_run: int | None, size: int = 500) -> Iterator[list[str]]:
+        """Ids to evaluate, in chunks by key: pulled (or given history) after that run, or with a
+        clock still open; all of them when ``pulled_after_run`` is None. Paging by key on the
+        (source, id) index keeps memory flat and each chunk a range scan."""
+        last = ""
+        while True:
+            rows = self.db.execute(
+                "select t.id from tickets t where t.source = ? and t.id > ? and (? or t.pulled_run > ? or exists "
+                "(select 1 from sla_clocks c where c.ticket_id = t.id and c.stopped_at is null)) order by t.id limit ?",
+                [source, last, int(pulled_after_run is None), pulled_after_run or 0, size],
+            ).fetchall()
+            if not rows:
+                return
+            yield [row[0] for row in rows]
+            last = rows[-1][0]
+
+    def clocked_ticket_id_chunks(self, source: str, size: int = 500) -> Iterator[list[str]]:
+        """Ids of a source's tickets that have clocks, in chunks by key."""
+        last = ""
+        while True:
+            rows = self.db.execute(
+                "select t.id from tickets t where t.source = ? and t.id > ? and exists "
+                "(select 1 from sla_clocks c where c.ticket_id = t.id) order by t.id limit ?", [source, last, size]).fetchall()
+            if not rows:
+                return
+            yield [row[0] for row in rows]
+            last = rows[-1][0]
+
+    def replace_clocks(self, ticket_id: str, rows: list[dict[str, Any]]) -> int:
+        """Make ``rows`` the ticket's clocks; returns how many changed state or deadline (elapsed
+        time moving on is written, so `status` is current, but is not counted as a change)."""
+        keys = ("state", "at_risk", "due_at", "breached_at", "stopped_at", "policy_version", "target_seconds")
+        current = list(self.db.table("sla_clocks").rows_where("ticket_id = ?", [ticket_id]))
+        old = {(r["metric"], r["cycle"]): tuple(r[k] for k in keys) for r in current}
+        new = {(r["metric"], r["cycle"]): tuple(r[k] for k in keys) for r in rows}
+        changed = sum(1 for key in new.keys() | old.keys() if new.get(key) != old.get(key))
+        moved = changed or {(r["metric"], r["cycle"]): r["elapsed_seconds"] for r in current} != {
+            (r["metric"], r["cycle"]): r["elapsed_seconds"] for r in rows}
+        if moved:
+            self.db.execute("delete from sla_clocks where ticket_id = ?", [ticket_id])
+            if rows:
+                self.db.table("sla_clocks").insert_all(rows, pk=("ticket_id", "metric", "cycle"))
+        return changed
+
+    def clocks(self, ticket_ids: list[str]) -> dict[str, list[Clock]]:
+        """The stored clocks of each ticket, in metric then cycle order."""
+        found: dict[str, list[Clock]] = {}
+        for offset in range(0, len(ticket_ids), 500):
+            chunk = ticket_ids[offset : offset + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.query(f"select * from sla_clocks where ticket_id in ({marks}) order by ticket_id, metric, cycle", chunk):
+                found.setdefault(row["ticket_id"], []).append(clock_from_row(row))
+        return found
+
+    def clock_state(self, ticket_id: str, metric: str, cycle: int) -> str | None:
+        row = self.db.execute("select state from sla_clocks where ticket_id = ? and metric = ? and cycle = ?",
+                              [ticket_id, metric, cycle]).fetchone()
+        return row[0] if row else None
+
+    def record_breach_credit(self, row: Mapping[str, Any]) -> None:
+        self.db.table("credits").upsert(dict(row), pk="id")
+
+    def breach_credits(self, ticket_ids: list[str]) -> dict[str, dict[tuple[str, int], dict[str, Any]]]:
+        """Per ticket, the per-breach credit of each (metric, cycle)."""
+        found: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
+        marks = ",".join("?" * len(ticket_ids))
+        for row in self.db.query(f"select * from credits where kind = 'breach' and ticket_id in ({marks})", ticket_ids):
+            found.setdefault(row["ticket_id"], {})[(row["metric"], row["cycle"])] = row
+        return found
+
+    # -- what `sla-bridge status` shows ---------------------------------------------------
+
+    def worst_clocks(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Running, at-risk and breached clocks, worst first: open breaches, at risk, closed
+        breaches, the rest; within each, the largest overrun, then the earliest due."""
+        sql = _STATUS_SQL + (" limit ?" if limit else "")
+        return list(self.db.query(sql, [limit] if limit else []))
+
+    def find_tickets(self, wanted: str) -> list[str]:
+        """Ids of the tickets whose id or key (``#123``, ``SUP-12``) is ``wanted``."""
+        return [row[0] for row in self.db.execute("select id from tickets where id = ? or key = ?", [wanted, wanted])]
+
+    def clock_rows(self, ticket_id: str) -> list[dict[str, Any]]:
+        return list(self.db.table("sla_clocks").rows_where("ticket_id = ?", [ticket_id], order_by="metric, cycle"))
+
+    def mark(self, name: str) -> str | None:
+        return self.cursor("_sla-bridge", name)
+
+    def set_mark(self, name: str, value: str) -> None:
+        self._write_cursor("_sla-bridge", name, value, _now())
+
+    # -- the write-back journal -------------------------------------------------------------
+
+    def journal(self, ticket_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for offset in range(0, len(ticket_ids), 500):
+            chunk = ticket_ids[offset : offset + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.query(f"select * from writebacks where ticket_id in ({marks})", chunk):
+                rows.setdefault(row["ticket_id"], []).append(row)
+        return rows
+
+    def journal_intend(self, run_id: int, entries: list[tuple[str, str, str]]) -> None:
+        """Before a push: (ticket_id, item, value) is about to be sent. One transaction."""
+        at = _now()
+        with self.db.atomic():
+            for ticket_id, item, value in entries:
+                self.db.execute(
+                    "insert into writebacks (ticket_id, item, pending, state, run_id, updated_at) values (?, ?, ?, 'intent', ?, ?) "
+                    "on conflict (ticket_id, item) do update set pending = excluded.pending, state = 'intent', "
+                    "run_id = excluded.run_id, updated_at = excluded.updated_at",
+                    [ticket_id, item, value, run_id, at],
+                )
+
+    def journal_confirm(self, ticket_id: str, items: list[str] | None = None) -> None:
+        """After a push the source accepted: the pending values become the confirmed ones."""
+        sql = "update writebacks set value = pending, pending = null, state = 'sent', updated_at = ? where ticket_id = ? and state = 'intent'"
+        args: list[Any] = [_now(), ticket_id]
+        if items is not None:
+            sql += f" and item in ({','.join('?' * len(items))})"
+            args += items
+        with self.db.atomic():
+            self.db.execute(sql, args)
+
+    def journal_refuse(self, ticket_id: str, items: list[str]) -> None:
+        """The source refused these for good: keep what was asked as done, so it is not retried."""
+        if not items:
+            return
+        with self.db.atomic():
+            self.db.execute(
+                f"update writebacks set value = pending, pending = null, state = 'refused', updated_at = ? "
+                f"where ticket_id = ? and state = 'intent' and item in ({','.join('?' * len(items))})",
+                [_now(), ticket_id, *items])
+
+    def journal_forget(self, ticket_id: str, item: str) -> None:
+        self.db.execute("update writebacks set pending = null, state = 'gone', updated_at = ? where ticket_id = ? and item = ?",
+                        [_now(), ticket_id, item])
+
+    def intents(self, source: str) -> list[dict[str, Any]]:
+        """Journal entries whose push was started but never confirmed (a crash, an unknown outcome)."""
+        return list(self.db.query(
+            "select w.*, t.external_id from writebacks w join tickets t on t.id = w.ticket_id "
+            "where w.state = 'intent' and t.source = ?", [source]))
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def start_run(self, command: str) -> int:
+        table = self.db.table("runs")
+        table.insert({"command": command, "started_at": _now(), "status": "running", "pid": os.getpid()})
+        assert table.last_pk is not None
+        self.run_id = int(table.last_pk)
+        return self.run_id
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        exit_code: int,
+        sources: dict[str, dict[str, Any]] | None = None,
+        error: str | None = None,
+    ) -> None:
+        status = {0: "ok", 3: "partial"}.get(exit_code, "failed")
+        self.db.table("runs").update(
+            run_id,
+            {
+                "finished_at": _now(),
+                "status": status,
+                "exit_code": exit_code,
+                "sources": redact(json.dumps(sources or {}, sort_keys=True, default=str)),
+                "error": redact(error) if error else None,
+            },
+        )
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self.db.table("runs").rows_where(order_by="id desc", limit=limit)
+        return [{**row, "sources": json.loads(row["sources"] or "{}")} for row in rows]
+
+
+_STATUS_SQL = """
+select t.key, t.source, t.customer, t.priority, c.ticket_id, c.metric, c.cycle, c.state, c.target_seconds,
+       c.elapsed_seconds, c.due_at, c.breached_at, c.at_risk, c.stopped_at
+from sla_clocks c join tickets t on t.id = c.ticket_id
+where c.stopped_at is null or c.state = 'breached'
+order by case when c.state = 'breached' and c.stopped_at is null then 0 when c.state = 'breached' then 2
+              when c.at_risk then 1 else 3 end,
+         (c.elapsed_seconds - c.target_seconds) desc, c.due_at
+"""
+
+
+def clock_row(clock: Clock, evaluated_at: str) -> dict[str, Any]:
+    iso = _iso_or_none
+    return {
+        "ticket_id": clock.ticket_id, "metric": clock.metric, "cycle": clock.cycle, "policy": clock.policy,
+        "policy_version": clock.policy_version, "state": clock.state, "target_seconds": clock.target_seconds,
+        "elapsed_seconds": clock.elapsed_seconds, "paused_seconds": clock.paused_seconds,
+        "started_at": to_iso(clock.started_at), "stopped_at": iso(clock.stopped_at), "due_at": to_iso(clock.due_at),
+        "breached_at": iso(clock.breached_at), "at_risk": int(clock.at_risk), "evaluated_at": evaluated_at,
+    }
+
+
+def clock_from_row(row: Mapping[str, Any]) -> Clock:
+    def parse(text: str | None) -> datetime | None:
+        return from_iso(text) if text else None
+
+    return Clock(
+        ticket_id=row["ticket_id"], metric=row["metric"], cycle=row["cycle"], policy=row["policy"],
+        policy_version=row["policy_version"], state=row["state"], target_seconds=row["target_seconds"],
+        elapsed_seconds=row["elapsed_seconds"], paused_seconds=row["paused_seconds"], started_at=from_iso(row["started_at"]),
+        stopped_at=parse(row["stopped_at"]), due_at=from_iso(row["due_at"]), breached_at=parse(row["breached_at"]),
+        at_risk=bool(row["at_risk"]),
+    )
+
+
+def _create_private(path: Path) -> None:
+    """Create the file owner-only before SQLite opens it; tighten an existing loose one."""
+    if str(path) == ":memory:":
+        return
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise StoreError(f"the store path {path} is not a regular file (a directory?): point store.path or --db at a file") from None
+        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            os.chmod(path, 0o600)
+        return
+    os.close(descriptor)
+
+
+def _iso_or_none(moment: datetime | None) -> str | None:
+    return to_iso(moment) if moment is not None else None
+
+
+def _ticket_row(ticket: Ticket, pulled_at: str) -> dict[str, Any]:
+    return {
+        "id": ticket.id,
+        "source": ticket.source,
+        "system": ticket.system,
+        "external_id": ticket.external_id,
+        "key": ticket.key,
+        "url": ticket.url,
+        "title": ticket.title,
+        "status": ticket.status,
+        "status_raw": ticket.status_raw,
+        "priority": ticket.priority,
+        "priority_raw": ticket.priority_raw,
+        "customer": ticket.customer,
+        "requester": ticket.requester,
+        "assignee": ticket.assignee,
+        "group": ticket.group,
+        "service": ticket.service,
+        "type": ticket.type,
+        "created_at": to_iso(ticket.created_at),
+        "updated_at": to_iso(ticket.updated_at),
+        "resolved_at": _iso_or_none(ticket.resolved_at),
+        "fields": json.dumps(ticket.fields, sort_keys=True, default=str),
+        "tags": json.dumps(ticket.tags),
+        "version": ticket.version,
+        "pulled_at": pulled_at,
+    }
+
+
+def _ticket_from_row(row: dict[str, Any]) -> Ticket:
+    return Ticket(
+        source=row["source"],
+        system=row["system"],
+        external_id=row["external_id"],
+        key=row["key"],
+        url=row["url"] or "",
+        title=row["title"] or "",
+        status=row["status"],
+        status_raw=row["status_raw"] or "",
+        priority=row["priority"],
+        priority_raw=row["priority_raw"],
+        customer=row["customer"],
+        requester=row["requester"],
+        assignee=row["assignee"],
+        group=row["group"],
+        service=row["service"],
+        type=row["type"],
+        created_at=from_iso(row["created_at"]),
+        updated_at=from_iso(row["updated_at"]),
+        resolved_at=from_iso(row["resolved_at"]) if row["resolved_at"] else None,
+        fields=json.loads(row["fields"] or "{}"),
+        tags=json.loads(row.get("tags") or "[]"),
+        version=row["version"],
+    )
+
+
+def _event_row(event: TicketEvent) -> dict[str, Any]:
+    return {
+        "ticket_id": event.ticket_id,
+        "event_id": event.event_id,
+        "kind": event.kind,
+        "at": to_iso(event.at),
+        "from_value": event.from_value,
+        "to_value": event.to_value,
+        "author": event.author,
+    }
+
+
+def _event_from_row(row: dict[str, Any]) -> TicketEvent:
+    return TicketEvent(
+        ticket_id=row["ticket_id"],
+        event_id=row["event_id"],
+        kind=row["kind"],
+        at=from_iso(row["at"]),
+        from_value=row["from_value"],
+        to_value=row["to_value"],
+        author=row["author"],
+    )

@@ -1,0 +1,113 @@
+"""SLA policies: which tickets a contract covers, on which calendar, with which targets.
+
+Policies are ordered; the first whose ``match`` fits a ticket applies, as in Zendesk. A policy is
+built once per run from the config, with its calendar, and carries a version hash of itself and
+that calendar, stored with every clock so a later edit never silently rewrites history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Protocol
+
+from bridge.engine.calendar import Calendar
+from bridge.engine.hours import BUILTIN_CALENDARS
+from bridge.engine.terms import CalendarConfig, CreditsConfig, MatchConfig, PolicyConfig
+from bridge.model import Ticket
+
+__all__ = ["Agreements", "Policy", "build_calendars", "build_policies", "fits", "match_sets", "select_policy"]
+
+
+class Agreements(Protocol):
+    """Where the terms are: the config's ``calendars`` and ``policies`` (``bridge.config.Config``)."""
+
+    @property
+    def calendars(self) -> Mapping[str, CalendarConfig]: ...
+
+    @property
+    def policies(self) -> Sequence[PolicyConfig]: ...
+
+_MATCH_KEYS = ("source", "customer", "priority", "type", "service", "group")
+
+
+@dataclass(frozen=True, eq=False)
+class Policy:
+    name: str
+    contract: str
+    calendar: Calendar
+    match: Mapping[str, frozenset[str]]
+    pause_when: frozenset[str]
+    warn_at: Fraction
+    breach_on_equal: bool
+    on_reopen: str
+    targets: Mapping[str, Mapping[str, int]]
+    credits: CreditsConfig | None
+    version: str
+
+    @classmethod
+    def from_config(cls, config: PolicyConfig | Mapping[str, Any], calendars: Mapping[str, Calendar]) -> Policy:
+        if isinstance(config, Mapping):
+            config = PolicyConfig(**config)
+        calendar = calendars.get(config.calendar)
+        if calendar is None:
+            if config.calendar not in BUILTIN_CALENDARS:
+                raise ValueError(f"policy {config.name!r}: unknown calendar {config.calendar!r}")
+            calendar = Calendar.builtin(config.calendar)
+        canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True) + calendar.fingerprint
+        return cls(
+            name=config.name,
+            contract=config.contract,
+            calendar=calendar,
+            match=match_sets(config.match),
+            pause_when=frozenset(config.pause_when),
+            warn_at=Fraction(str(config.warn_at)),  # exact: 0.75 means three quarters, not 0.74999...
+            breach_on_equal=config.breach_on_equal,
+            on_reopen=config.on_reopen,
+            targets={metric: dict(per) for metric, per in config.targets.items()},
+            credits=config.credits,
+            version=hashlib.sha256(canonical.encode()).hexdigest()[:12],
+        )
+
+    def matches(self, ticket: Ticket) -> bool:
+        return fits(self.match, ticket)
+
+    def target(self, metric: str, priority: str | None) -> int | None:
+        """Target seconds for ``metric`` at ``priority``; None where the policy sets none."""
+        if priority is None:
+            return None
+        return self.targets.get(metric, {}).get(priority)
+
+
+def match_sets(match: MatchConfig) -> dict[str, frozenset[str]]:
+    """A ``match`` table as key -> allowed values, leaving out the keys it does not set."""
+    return {key: frozenset(values) for key in _MATCH_KEYS if (values := getattr(match, key)) is not None}
+
+
+def fits(match: Mapping[str, frozenset[str]], ticket: Ticket) -> bool:
+    """Every key of ``match`` allows the ticket's value (a ticket without the value never fits)."""
+    return all(getattr(ticket, key) in allowed for key, allowed in match.items())
+
+
+def build_calendars(config: Agreements) -> dict[str, Calendar]:
+    calendars = {name: Calendar.from_config(cal, name=name) for name, cal in config.calendars.items()}
+    for name, spec in BUILTIN_CALENDARS.items():
+        calendars.setdefault(name, Calendar.from_config(spec, name=name))
+    return calendars
+
+
+def build_policies(config: Agreements) -> list[Policy]:
+    """The configured policies, in order, each with its calendar (shared between policies)."""
+    calendars = build_calendars(config)
+    return [Policy.from_config(policy, calendars) for policy in config.policies]
+
+
+def select_policy(policies: Sequence[Policy], ticket: Ticket) -> Policy | None:
+    """The first policy whose ``match`` fits ``ticket``; None when none does."""
+    for policy in policies:
+        if policy.matches(ticket):
+            return policy
+    return None

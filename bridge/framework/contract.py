@@ -1,0 +1,215 @@
+"""The contract between the core and a helpdesk connector: what a connector declares.
+
+A connector turns one helpdesk's API into the normalised model and back. It declares:
+
+- ``system`` (the name configs use) and ``config_model``, its ``[sources.NAME]`` schema;
+- its :meth:`Connector.streams` (each a :class:`~bridge.framework.streams.Stream`), which the
+  core reads with its own loop and commits page by page with their cursors;
+- ``writes``, its :class:`WriteCapabilities`, and :meth:`Connector.writable`, which tickets
+  accept a write; the core plans only what both allow, and :meth:`Connector.write` reports a
+  result per item;
+- its defaults (statuses, priorities, fields, how far back a first pull reaches) and its
+  ``sandbox``, a faithful local emulator of its API.
+
+It receives its HTTP client from the caller (tests pass respx routes or a sandbox) and never
+touches the store. docs/connectors.md is the whole contract, with Zendesk as the worked example.
+"""
+
+from __future__ import annotations
+
+import base64
+from abc import ABC, abstractmethod
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import ClassVar, Literal
+
+import httpx
+
+from bridge.edges.credentials import Secret
+from bridge.edges.http import SourceClient
+from bridge.framework.mapping import ValueMapper
+from bridge.framework.source import SourceConfig
+from bridge.framework.streams import Stream
+from bridge.model import Ticket, WritebackPlan
+
+__all__ = [
+    "Connector",
+    "CredentialCheck",
+    "FieldInfo",
+    "HeaderAuth",
+    "ItemResult",
+    "Outcome",
+    "WriteCapabilities",
+    "WritebackResult",
+    "basic",
+    "bearer",
+]
+
+Outcome = Literal["sent", "conflict", "refused"]
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialCheck:
+    """Who the source says we are: proof that the credentials work."""
+
+    account: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldInfo:
+    """A ticket field an admin can map (``sla-bridge fields SOURCE``)."""
+
+    id: str
+    title: str
+    type: str
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCapabilities:
+    """What a helpdesk lets sla-bridge write; the core plans nothing else.
+
+    ``bulk``: :meth:`Connector.write` sends many tickets per request. ``concurrency``: a write is
+    refused (a conflict) when the ticket changed since it was pulled, so an agent's newer edit is
+    never overwritten. ``tag_word`` is what the helpdesk calls tags (Jira: labels), for messages.
+    """
+
+    status_field: bool = False
+    tags: bool = False
+    notes: bool = False
+    bulk: bool = False
+    concurrency: bool = False
+    tag_word: str = "tags"
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """What happened to one item of a plan (``field:<id>``, ``tags``, ``note:<marker>``)."""
+
+    item: str
+    outcome: Outcome
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WritebackResult:
+    """What happened to one :class:`~bridge.model.WritebackPlan`, item by item.
+
+    ``sent``: on the ticket. ``conflict``: not applied because the ticket changed (the next run
+    plans again from what it pulls). ``refused``: never applicable (the ticket is gone or
+    read-only): journaled so it is reported once and not retried.
+    """
+
+    ticket_id: str
+    items: tuple[ItemResult, ...]
+    version: str | None = None
+
+    @classmethod
+    def of(cls, plan: WritebackPlan, outcome: Outcome, detail: str = "", *, version: str | None = None) -> WritebackResult:
+        """Every item of ``plan`` with the same outcome (one request carried them all)."""
+        return cls(plan.ticket_id, tuple(ItemResult(item, outcome, detail) for item in plan.items()), version)
+
+    def outcomes(self) -> dict[str, Outcome]:
+        return {result.item: result.outcome for result in self.items}
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(dict.fromkeys(result.detail for result in self.items if result.detail))
+
+
+class HeaderAuth(httpx.Auth):
+    """Sends a fixed ``Authorization`` header; the header itself is registered as a secret."""
+
+    def __init__(self, value: Secret) -> None:
+        self._value = value
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._value.reveal()
+        yield request
+
+    def __repr__(self) -> str:
+        return "HeaderAuth(********)"
+
+
+def basic(user: str, secret: Secret) -> HeaderAuth:
+    raw = base64.b64encode(f"{user}:{secret.reveal()}".encode()).decode("ascii")
+    Secret(raw, f"basic credentials of {user}")  # the blob alone decodes to user:secret: mask it too
+    return HeaderAuth(Secret(f"Basic {raw}", f"basic credentials of {user}"))
+
+
+def bearer(secret: Secret) -> HeaderAuth:
+    return HeaderAuth(Secret(f"Bearer {secret.reveal()}", "bearer token"))
+
+
+class Connector(ABC):
+    """One helpdesk. Subclasses set the class attributes and implement the abstract methods."""
+
+    system: ClassVar[str]
+    title: ClassVar[str] = ""  # the product's name, for messages ("Zendesk Support")
+    config_model: ClassVar[type[SourceConfig]] = SourceConfig
+    writes: ClassVar[WriteCapabilities] = WriteCapabilities()
+    sandbox: ClassVar[str | None] = None  # "package.module:Class" of its local emulator
+    default_statuses: ClassVar[Mapping[str, str]] = {}
+    default_priorities: ClassVar[Mapping[str, str]] = {}
+    default_fields: ClassVar[Mapping[str, str]] = {}
+    history_default: ClassVar[timedelta] = timedelta(days=90)  # a first pull's reach when `start` is unset
+    newest_start: ClassVar[timedelta] = timedelta(0)  # how recent a first request's start may be
+
+    def __init__(self, name: str, config: SourceConfig, http: SourceClient) -> None:
+        self.name = name
+        self.config = config
+        self.http = http
+        self.values = ValueMapper(statuses={**self.default_statuses, **config.statuses},
+                                  priorities={**self.default_priorities, **config.priorities})
+        self.fields: dict[str, str] = {**self.default_fields, **config.fields}
+
+    @classmethod
+    def auth(cls, config: SourceConfig, secret: Secret) -> httpx.Auth:
+        """How this system presents the configured credentials (override where it differs)."""
+        auth = config.auth
+        if auth.kind == "oauth_token":
+            return bearer(secret)
+        user = auth.email if auth.kind == "token" else auth.username
+        assert user is not None  # the config validation requires it
+        return basic(user, secret)
+
+    @abstractmethod
+    def check_credentials(self) -> CredentialCheck:
+        """One cheap authenticated request; raises a :class:`bridge.errors.SourceError` if refused."""
+
+    @abstractmethod
+    def list_fields(self) -> list[FieldInfo]:
+        """The ticket fields an admin can map onto customer, service, type, group or status."""
+
+    @abstractmethod
+    def streams(self) -> Sequence[Stream]:
+        """The streams to pull, in order (a ticket's history after the tickets)."""
+
+    def writable(self, ticket: Ticket) -> bool:
+        """Whether ``ticket`` accepts a write at all (closed tickets are read-only in some helpdesks)."""
+        return ticket.status != "deleted"
+
+    def write(self, plans: Sequence[WritebackPlan]) -> Iterator[WritebackResult]:
+        """Apply ``plans``, yielding each result as soon as it is known (the core journals it then).
+
+        Never overwrite an agent's newer edit: where the helpdesk has optimistic concurrency, a
+        changed ticket is a ``conflict``. Connectors with a bulk route override this.
+        """
+        for plan in plans:
+            yield self.write_one(plan)
+
+    def write_one(self, plan: WritebackPlan) -> WritebackResult:
+        raise NotImplementedError(f"the {self.system} connector declares write-back but does not implement write_one")
+
+    def note_exists(self, external_id: str, marker: str) -> bool:
+        """Whether an internal note carrying ``marker`` is on the ticket (checked after a crash).
+
+        Raises :class:`bridge.errors.NotFound` when the ticket is gone.
+        """
+        raise NotImplementedError(f"the {self.system} connector writes notes but cannot look for them")
+
+    def unmapped(self) -> dict[str, int]:
+        """Raw values the config does not map (``"status 'escalated'" -> count``), for the run report."""
+        return dict(self.values.unmapped)

@@ -1,0 +1,48 @@
+"""What the core relies on from a connector's sandbox (its faithful local emulator).
+
+``sla-bridge demo``, ``sla-bridge sandbox`` and the conformance suite use a sandbox only
+through this protocol, so they work with every connector that ships one. The shared kit that
+implements most of it is :mod:`connectors.kit.sandbox`.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+__all__ = ["Sandbox", "SandboxClass", "WritebackSummary"]
+
+
+@dataclass(frozen=True, slots=True)
+class WritebackSummary:
+    """What sla-bridge left on a sandbox's tickets: the demo shows it."""
+
+    tickets_tagged: int
+    notes: list[str] = field(default_factory=list)  # bodies of sla-bridge's internal notes
+
+
+class Sandbox(Protocol):
+    token: str
+
+    def source_config(self, url: str, token_env: str) -> dict[str, Any]:
+        """A ``[sources.NAME]`` table that points sla-bridge at this sandbox."""
+        ...
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> AbstractContextManager[str]:
+        """Serve on a loopback port for the duration of the block; yields the base URL."""
+        ...
+
+    def transport(self) -> httpx.BaseTransport:
+        """For an in-process ``httpx.Client(transport=...)``."""
+        ...
+
+    def writeback_summary(self) -> WritebackSummary: ...
+
+
+class SandboxClass(Protocol):
+    """A sandbox's class: how the demo builds one (seeded, deterministic, sized for a demo)."""
+
+    def for_demo(self, tickets: int, seed: int) -> Sandbox: ...

@@ -1,0 +1,301 @@
+"""Streams: what a connector declares about one kind of record, and the loop that reads it.
+
+A connector declares each :class:`Stream` (its base request, a paginator, how to resume from a
+saved cursor, where the records are in a response and how to normalise one); the core runs
+:func:`read_stream` for it, the same way for every helpdesk:
+
+- it builds the first request from the saved cursor (or from the history horizon);
+- it bounds the pages one walk may read (``http.max_pages``): past it the source stops and the
+  next run resumes from the cursor saved with the last page;
+- a continuation handed out twice stops the source (:mod:`bridge.framework.paginators`); a URL
+  off the source's origin is never requested (:mod:`bridge.edges.http`);
+- a record that fails to normalise, for any reason, is quarantined with the reason and the raw
+  record, and the page goes on; a page whose records cannot even be found is quarantined whole;
+- a cursor that would stand beyond ``now`` (plus :data:`CLOCK_SKEW`) is refused: the page is not
+  kept, the old cursor stays, and the source stops;
+- it yields each page with the cursor that resumes after it, for the store to commit together.
+
+:func:`paginate` is the same loop for a connector's own look-ups (a list of agents, a ticket's
+comments), so no connector writes a paging loop of its own.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from bridge.edges.http import SourceClient
+from bridge.errors import CursorRefused, PageBoundReached, PaginationError, SkippableRecordError
+from bridge.framework.paginators import Paginator, Request, Turn, dig
+from bridge.framework.watermark import Watermark
+from bridge.model import Page, QuarantinedRecord, Ticket, TicketEvent
+
+__all__ = [
+    "CLOCK_SKEW",
+    "FromToken",
+    "FromWatermark",
+    "Record",
+    "Resume",
+    "Stream",
+    "epoch_seconds",
+    "paginate",
+    "read_stream",
+]
+
+Record = Ticket | TicketEvent
+CLOCK_SKEW = timedelta(minutes=5)  # how far past our clock a vendor's clock may plausibly be
+
+
+def epoch_seconds(cursor: str) -> datetime:
+    """A cursor that is whole seconds since the epoch (Zendesk's ``end_time``), as an instant."""
+    return datetime.fromtimestamp(int(cursor), timezone.utc)
+
+
+class Resume(ABC):
+    """How a stream's saved cursor becomes its first request, and what cursor follows a page."""
+
+    @abstractmethod
+    def first(self, request: Request, paginator: Paginator, cursor: str | None, horizon: datetime) -> Request:
+        """The walk's first request: from ``cursor`` when one is saved, else from ``horizon``."""
+
+    @abstractmethod
+    def after(self, cursor: str | None, turn: Turn, records: Sequence[Any]) -> str | None:
+        """The cursor to save with a page (None keeps the saved one)."""
+
+    def instant(self, cursor: str) -> datetime | None:
+        """The instant a cursor stands at, where it is a time (checked against ``now``)."""
+        return None
+
+
+class FromToken(Resume):
+    """The paginator's continuation is durable: it is saved with each page and resumed from.
+
+    ``start`` gives the first request's parameters from the horizon (Zendesk:
+    ``{"start_time": ...}``); ``instant`` reads a saved token as a time, where it is one.
+    """
+
+    def __init__(self, start: Callable[[datetime], Mapping[str, Any]], *,
+                 instant: Callable[[str], datetime] | None = None) -> None:
+        self.start, self._instant = start, instant
+
+    def first(self, request: Request, paginator: Paginator, cursor: str | None, horizon: datetime) -> Request:
+        if cursor:
+            return paginator.resume(request, cursor)
+        return request.with_params(**self.start(horizon))
+
+    def after(self, cursor: str | None, turn: Turn, records: Sequence[Any]) -> str | None:
+        return turn.token if turn.token is not None else cursor
+
+    def instant(self, cursor: str) -> datetime | None:
+        return self._instant(cursor) if self._instant else None
+
+
+class FromWatermark(Resume):
+    """The records' own (instant, key) are the cursor; each walk starts again a little before it.
+
+    For coarse "changed since" filters (see :mod:`bridge.framework.watermark`): ``position`` reads
+    a raw record's (instant, tiebreak key); ``since`` makes the base request for records changed
+    at or after an instant. Within a walk the paginator's tokens are only used for that walk.
+    """
+
+    def __init__(self, *, position: Callable[[Any], tuple[datetime, str]], since: Callable[[Request, datetime], Request],
+                 overlap: timedelta, granularity: timedelta = timedelta(seconds=1)) -> None:
+        self.position, self.since = position, since
+        self.overlap, self.granularity = overlap, granularity
+
+    def first(self, request: Request, paginator: Paginator, cursor: str | None, horizon: datetime) -> Request:
+        if not cursor:
+            return self.since(request, horizon)
+        mark = Watermark.decode(cursor)
+        return self.since(request, mark.lower_bound(overlap=self.overlap, granularity=self.granularity))
+
+    def after(self, cursor: str | None, turn: Turn, records: Sequence[Any]) -> str | None:
+        mark = Watermark.decode(cursor) if cursor else None
+        for raw in records:
+            try:
+                at, key = self.position(raw)
+            except Exception:  # noqa: BLE001 - a malformed record is quarantined; it moves nothing
+                continue
+            mark = mark.advanced(at, key) if mark else Watermark(at, key)
+        return mark.encode() if mark else cursor
+
+    def instant(self, cursor: str) -> datetime | None:
+        return Watermark.decode(cursor).at
+
+
+def _first_id(raw: Any) -> str:
+    value = raw.get("id") if isinstance(raw, Mapping) else None
+    return "?" if value is None else str(value)
+
+
+def _whole_data(data: Any) -> Any:
+    return data
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One kind of record a helpdesk offers, as its connector declares it.
+
+    - ``request``, ``paginator`` (a factory: a fresh paginator per walk) and ``resume``;
+    - ``records``: where the records are in a response (a dotted path, or a function);
+    - ``normalise(record, context)``: the normalised tickets and events of one raw record;
+      anything it raises quarantines that record;
+    - ``context(data)``: what the page's records share (sideloaded names), once per page;
+    - ``record_id(record)``: the id a quarantined record is kept under;
+    - ``prepare()``: look-ups the records need, once per walk before the first request;
+    - ``expand(tickets)``: history fetched for a page's tickets (with requests of its own),
+      committed with the page;
+    - ``on_repeat``: what it means when this stream's paging repeats itself, for the message.
+    """
+
+    name: str
+    request: Request
+    paginator: Callable[[], Paginator]
+    resume: Resume
+    records: str | Callable[[Any], Any]
+    normalise: Callable[[Any, Any], Iterable[Record]]
+    context: Callable[[Any], Any] = _whole_data
+    record_id: Callable[[Any], str] = _first_id
+    prepare: Callable[[], object] | None = None
+    expand: Callable[[list[Ticket]], Iterable[TicketEvent]] | None = None
+    on_repeat: str = ""
+    description: str = field(default="", compare=False)
+
+
+def _records_of(source: str | Callable[[Any], Any], data: Any) -> Any:
+    return dig(data, source) if isinstance(source, str) else source(data)
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, SkippableRecordError):
+        return error.detail
+    if type(error) is ValueError:  # the normaliser's own words
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _describe(request: Request) -> str:
+    query = urlencode({k: v for k, v in request.params.items()}, doseq=True)
+    return request.url + (f"?{query}" if query else "")
+
+
+def _normalise_page(stream: Stream, source: str, request: Request, data: Any) -> tuple[Page, list[Any]]:
+    page = Page(tickets=[], events=[], cursor=None, stream=stream.name)
+    raw_records = _records_of(stream.records, data)
+    if raw_records is None:
+        raw_records = []
+    try:
+        context = stream.context(data) if isinstance(raw_records, list) else None
+    except Exception as error:  # noqa: BLE001 - a page whose shared parts cannot be read is kept whole
+        raw_records, problem = None, f"the page's shared records cannot be read ({_reason(error)})"
+    else:
+        problem = None if isinstance(raw_records, list) else (
+            f"the page's records ({stream.records if isinstance(stream.records, str) else 'records'}) "
+            f"are a {type(raw_records).__name__}, not a list"
+        )
+    if problem is not None:
+        page.quarantined.append(QuarantinedRecord(source, f"{stream.name} page {_describe(request)}"[:500], problem, data))
+        return page, []
+    for raw in raw_records:
+        try:
+            for record in stream.normalise(raw, context):
+                (page.tickets if isinstance(record, Ticket) else page.events).append(record)  # type: ignore[arg-type]
+        except Exception as error:  # noqa: BLE001 - any failure of one record quarantines that record
+            try:
+                record_id = stream.record_id(raw)
+            except Exception:  # noqa: BLE001
+                record_id = "?"
+            page.quarantined.append(QuarantinedRecord(source, record_id, _reason(error), raw))
+    return page, raw_records
+
+
+def _send(http: SourceClient, request: Request) -> tuple[httpx.Response, Any]:
+    return http.fetch(request.method, request.url, params=dict(request.params) or None, json=request.json)
+
+
+def read_stream(stream: Stream, http: SourceClient, *, cursor: str | None, horizon: datetime,
+                now: datetime) -> Iterator[Page]:
+    """The pages of one walk of ``stream``, each with the cursor that resumes after it."""
+    source = http.source
+    try:
+        paginator = stream.paginator()
+        if stream.prepare is not None:
+            stream.prepare()
+        try:
+            request = stream.resume.first(stream.request, paginator, cursor, horizon)
+        except ValueError as error:
+            raise PaginationError(f"the saved cursor cannot be resumed from ({error})") from None
+        for number in range(1, http.max_pages + 2):
+            if number > http.max_pages:
+                raise PageBoundReached(
+                    f"stream {stream.name!r} read {http.max_pages:,} pages this run (http.max_pages); stopped there, "
+                    "and the next run resumes from the saved cursor. If the helpdesk is simply that large, raise "
+                    "http.max_pages; if the count never settles, the API is paging without end",
+                    source=source,
+                )
+            response, data = _send(http, request)
+            page, raw_records = _normalise_page(stream, source, request, data)
+            if stream.expand is not None and page.tickets:
+                page.events.extend(stream.expand(page.tickets))
+            turn = paginator.read(request, response, data, raw_records)
+            following = stream.resume.after(cursor, turn, raw_records)
+            _refuse_future(stream, following, now, source)
+            page.cursor = following
+            page.done = not turn.more
+            yield page
+            if not turn.more:
+                return
+            if turn.token is None:
+                raise PaginationError("the page says more follow but names no continuation; stopped rather than guess")
+            request = paginator.follow(request, turn.token)
+            cursor = following
+    except PaginationError as error:
+        if error.source is not None:
+            raise
+        hint = f" ({stream.on_repeat})" if stream.on_repeat else ""
+        raise PaginationError(f"stream {stream.name!r}: {error.detail}{hint}", source=source) from None
+
+
+def _refuse_future(stream: Stream, cursor: str | None, now: datetime, source: str) -> None:
+    if cursor is None:
+        return
+    try:
+        instant = stream.resume.instant(cursor)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise CursorRefused(f"stream {stream.name!r}: the page's cursor {cursor[:80]!r} is not a time", source=source) from None
+    if instant is not None and instant > now + CLOCK_SKEW:
+        raise CursorRefused(
+            f"stream {stream.name!r}: the page would move the cursor to {instant:%Y-%m-%d %H:%M:%S} UTC, beyond now "
+            f"({now:%Y-%m-%d %H:%M:%S} UTC); the page was not kept and the saved cursor stays. If the helpdesk's clock "
+            "is right and ours is wrong, fix this machine's clock",
+            source=source,
+        )
+
+
+def paginate(http: SourceClient, request: Request, paginator: Paginator, *,
+             records: str | Callable[[Any], Any] = _whole_data) -> Iterator[Any]:
+    """Every page of a look-up (its decoded body), under the same guards as a stream."""
+    try:
+        for number in range(1, http.max_pages + 2):
+            if number > http.max_pages:
+                raise PageBoundReached(f"{request.url} returned more than {http.max_pages:,} pages (http.max_pages); stopped",
+                                       source=http.source)
+            response, data = _send(http, request)
+            found = _records_of(records, data)
+            yield data
+            turn = paginator.read(request, response, data, found if isinstance(found, list) else [])
+            if not turn.more:
+                return
+            if turn.token is None:
+                raise PaginationError(f"{request.url}: the page says more follow but names no continuation")
+            request = paginator.follow(request, turn.token)
+    except PaginationError as error:
+        if error.source is not None:
+            raise
+        raise PaginationError(f"{request.url}: {error.detail}", source=http.source) from None

@@ -1,0 +1,109 @@
+"""The demo: every landed connector's sandbox on loopback, and one config for three customers.
+
+Three customers with different calendars, policies and credits; the config is written next to
+the demo's store so the user can re-run any command against it afterwards. Sandboxes are used
+only through their protocol (:mod:`bridge.framework.sandbox`), so a new connector with a
+sandbox joins the demo by registering.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.framework.registry import sandbox_class, sandbox_systems
+from bridge.framework.sandbox import Sandbox
+
+__all__ = ["RunningSandbox", "demo_config", "start_sandboxes"]
+
+
+@dataclass(frozen=True)
+class RunningSandbox:
+    system: str
+    sandbox: Sandbox
+    source: dict[str, Any]  # its [sources.NAME] table, pointing at where it listens
+
+
+def start_sandboxes(stack: ExitStack, tickets: int, seed: int) -> dict[str, RunningSandbox]:
+    """Every sandbox on a loopback port for the life of ``stack``, by source name."""
+    running: dict[str, RunningSandbox] = {}
+    for system in sandbox_systems():
+        box = sandbox_class(system).for_demo(tickets=tickets, seed=seed)
+        url = stack.enter_context(box.serve())
+        token_env = f"SLA_DEMO_{system.upper()}_TOKEN"
+        os.environ[token_env] = box.token
+        running[f"{system}-sandbox"] = RunningSandbox(system, box, box.source_config(url, token_env))
+    return running
+
+CONTRACTS = """\
+# Written by `sla-bridge demo`: three customers, three contracts, one helpdesk sandbox.
+
+[store]
+path = "sla-bridge.db"
+
+[calendars.london]          # ACME's support desk: office hours in London, English bank holidays
+timezone = "Europe/London"
+hours = { mon = ["09:00-17:30"], tue = ["09:00-17:30"], wed = ["09:00-17:30"], thu = ["09:00-17:30"], fri = ["09:00-17:00"] }
+holiday_country = "GB"
+holiday_subdivision = "ENG"
+
+[calendars.new-york]        # Globex: extended hours in New York, a Saturday night shift, US holidays
+timezone = "America/New_York"
+hours = { mon = ["07:00-22:00"], tue = ["07:00-22:00"], wed = ["07:00-22:00"], thu = ["07:00-22:00"], fri = ["07:00-22:00"], sat = ["22:00-06:00"] }
+holiday_country = "US"
+
+[[policies]]
+name = "acme-gold"
+contract = "ACME MSA 2026 s.9.2.3"
+calendar = "london"
+match = { customer = ["ACME Ltd"] }
+targets.first_response = { p1 = "30m", p2 = "2h", p3 = "4h", p4 = "8h" }
+targets.next_response = { p1 = "1h", p2 = "4h", p3 = "8h", p4 = "16h" }
+targets.resolution = { p1 = "4h", p2 = "16h", p3 = "40h", p4 = "80h" }
+[policies.credits]
+currency = "GBP"
+monthly_fee = 12000
+cap_percent = 20
+per_breach = [{ over = "0%", percent = 1 }, { over = "50%", percent = 2.5 }, { over = "8h", percent = 5 }]
+success_rate = [{ below = 95, percent = 5 }, { below = 90, percent = 10 }]
+
+[[policies]]
+name = "globex-extended"
+contract = "Globex Support Schedule B"
+calendar = "new-york"
+match = { customer = ["Globex"] }
+pause_when = ["waiting_customer", "on_hold"]
+on_reopen = "new_cycle"
+targets.first_response = { p1 = "15m", p2 = "1h", p3 = "4h", p4 = "8h" }
+targets.resolution = { p1 = "8h", p2 = "24h", p3 = "48h", p4 = "96h" }
+[policies.credits]
+currency = "USD"
+monthly_fee = 8000
+cap_percent = 15
+per_breach = [{ over = "0%", percent = 0.5 }, { over = "100%", percent = 2 }]
+
+[[policies]]
+name = "standard"
+contract = "Standard terms"
+targets.first_response = { p1 = "1h", p2 = "4h", p3 = "8h", p4 = "24h" }
+targets.resolution = { p1 = "8h", p2 = "24h", p3 = "72h", p4 = "120h" }
+"""
+
+
+def demo_config(sources: dict[str, dict[str, Any]]) -> str:
+    """The TOML text: the contracts above plus one ``[sources.NAME]`` table per sandbox."""
+    lines = [CONTRACTS]
+    for name, source in sources.items():
+        lines.append(f"[sources.{name}]")
+        for key in ("system", "url", "start"):
+            lines.append(f'{key} = "{source[key]}"')
+        lines.append("auth = { " + ", ".join(f'{k} = "{v}"' for k, v in source["auth"].items()) + " }")
+        lines.append("fields = { " + ", ".join(f'{k} = "{v}"' for k, v in source.get("fields", {}).items()) + " }")
+        writeback = source.get("writeback", {})
+        lines.append("writeback = { " + ", ".join(
+            f"{k} = {'true' if v is True else 'false' if v is False else repr(v).replace(chr(39), chr(34))}" for k, v in writeback.items()
+        ) + " }")
+        lines.append("")
+    return "\n".join(lines)

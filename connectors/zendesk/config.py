@@ -1,0 +1,26 @@
+"""``[sources.NAME]`` for ``system = "zendesk"``: the shared keys, with Zendesk's field ids."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from bridge.framework.source import FieldRole, SourceConfig, WritebackConfig, spelled
+
+__all__ = ["ZendeskSourceConfig", "ZendeskWriteback"]
+
+# A built-in ticket attribute ("organization", "group", "type", "priority", ...) or a custom
+# field by its numeric id (https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_fields/).
+_FIELD = spelled(r"[a-z][a-z_]*|custom_field:\d+",
+                 'is not a field: use a built-in field name such as "organization" or "custom_field:ID"')
+_CUSTOM_FIELD = spelled(r"custom_field:\d+",
+                        'is not a custom field: write "custom_field:ID" (the ID from `sla-bridge fields SOURCE`)')
+
+
+class ZendeskWriteback(WritebackConfig):
+    status_field: Annotated[str | None, _CUSTOM_FIELD] = None
+
+
+class ZendeskSourceConfig(SourceConfig):
+    system: Literal["zendesk"] = "zendesk"
+    fields: dict[FieldRole, Annotated[str, _FIELD]] = {}
+    writeback: ZendeskWriteback = ZendeskWriteback()
