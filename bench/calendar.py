@@ -16,18 +16,19 @@ import sys
 if sys.path and sys.path[0].rstrip("/").endswith("bench"):
     sys.path.pop(0)
 
-import argparse  # noqa: E402
-import random  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from datetime import datetime, time as clock, timedelta, timezone  # noqa: E402
-from zoneinfo import ZoneInfo  # noqa: E402
+import argparse
+import random
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from datetime import time as clock
+from zoneinfo import ZoneInfo
 
-import holidays  # noqa: E402
-import pytz  # noqa: E402
-from businesstimedelta import HolidayRule, Rules, WorkDayRule  # noqa: E402
+import holidays
+import pytz
+from businesstimedelta import HolidayRule, Rules, WorkDayRule
 
-from bridge.engine.calendar import Calendar  # noqa: E402
+from bridge.engine.calendar import Calendar
 
 UTC = timezone.utc
 RANGE_START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -96,9 +97,8 @@ def classify(start: datetime, end: datetime, zone: ZoneInfo, overnight: tuple[cl
         yesterday = (local - timedelta(days=1)).date()
         if yesterday.weekday() < 5 and yesterday not in public:
             return "previous-night shift"
-    if overnight is not None and local.time() >= overnight[0]:
-        if local.date().weekday() < 5 and local.date() not in public:
-            return "this evening's shift"
+    if overnight is not None and local.time() >= overnight[0] and local.date().weekday() < 5 and local.date() not in public:
+        return "this evening's shift"
     day = start.astimezone(zone).date()
     while day <= end.astimezone(zone).date():
         noon = datetime(day.year, day.month, day.day, 12, tzinfo=zone)
@@ -135,7 +135,7 @@ def main() -> None:
 
         kinds: Counter[str] = Counter()
         examples: dict[str, list[str]] = {}
-        for (a, b), mine, other in zip(sample, our_results, their_results):
+        for (a, b), mine, other in zip(sample, our_results, their_results, strict=True):
             if mine != other:
                 kind = classify(a, b, zone, overnight, public)
                 kinds[kind] += 1

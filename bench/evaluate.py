@@ -16,17 +16,17 @@ import sys
 if sys.path and sys.path[0].rstrip("/").endswith("bench"):
     sys.path.pop(0)
 
-import argparse  # noqa: E402
-import random  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from datetime import datetime, timedelta, timezone  # noqa: E402
+import argparse
+import random
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
 
-from bridge.engine.calendar import Calendar  # noqa: E402
-from bridge.engine.credits import Evaluated, compute_credits  # noqa: E402
-from bridge.engine.evaluator import evaluate_ticket  # noqa: E402
-from bridge.model import Ticket, TicketEvent  # noqa: E402
-from bridge.engine.policy import Policy  # noqa: E402
+from bridge.engine.calendar import Calendar
+from bridge.engine.credits import Evaluated, compute_credits
+from bridge.engine.evaluator import evaluate_ticket
+from bridge.engine.policy import Policy
+from bridge.model import Ticket, TicketEvent
 
 UTC = timezone.utc
 QUARTER_START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -69,60 +69,62 @@ def policies() -> list[Policy]:
 def synthetic(n: int, seed: int) -> list[tuple[Ticket, list[TicketEvent]]]:
     rng = random.Random(seed)
     customers = ("ACME", "Globex", "Initech")
-    result = []
-    for number in range(n):
-        created = QUARTER_START + timedelta(seconds=rng.randrange(85 * 86400))
-        ticket_id = f"zd:{number}"
-        events: list[TicketEvent] = []
-        at = created
-        status = "new"
+    return [_synthetic_ticket(rng, number, customers) for number in range(n)]
 
-        def step(minutes: float) -> datetime:
-            nonlocal at
-            at = at + timedelta(seconds=int(minutes * 60))
-            return at
 
-        def move(to: str) -> None:
-            nonlocal status
-            events.append(TicketEvent(ticket_id, str(len(events)), "status", at, status, to))
-            status = to
+def _synthetic_ticket(rng: random.Random, number: int, customers: tuple[str, ...]) -> tuple[Ticket, list[TicketEvent]]:
+    # A function of its own, so the helpers below close over this ticket's variables, not a loop's.
+    created = QUARTER_START + timedelta(seconds=rng.randrange(85 * 86400))
+    ticket_id = f"zd:{number}"
+    events: list[TicketEvent] = []
+    at = created
+    status = "new"
 
-        def reply(kind: str) -> None:
-            events.append(TicketEvent(ticket_id, str(len(events)), kind, at))
+    def step(minutes: float) -> datetime:
+        nonlocal at
+        at = at + timedelta(seconds=int(minutes * 60))
+        return at
 
-        step(rng.uniform(0, 30))
-        move("open")
-        for _ in range(rng.choice((1, 1, 2, 3))):
-            step(rng.expovariate(1 / 180))
+    def move(to: str) -> None:
+        nonlocal status
+        events.append(TicketEvent(ticket_id, str(len(events)), "status", at, status, to))
+        status = to
+
+    def reply(kind: str) -> None:
+        events.append(TicketEvent(ticket_id, str(len(events)), kind, at))
+
+    step(rng.uniform(0, 30))
+    move("open")
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        step(rng.expovariate(1 / 180))
+        reply("agent_reply")
+        if rng.random() < 0.4:
+            move("waiting_customer")
+            step(rng.expovariate(1 / 600))
+            reply("customer_reply")
+            move("open")
+        else:
+            step(rng.expovariate(1 / 240))
+            reply("customer_reply")
+    resolved_at = None
+    if rng.random() < 0.85:
+        step(rng.expovariate(1 / 900))
+        move("resolved")
+        resolved_at = at
+        if rng.random() < 0.1:
+            step(rng.expovariate(1 / 1440))
+            reply("customer_reply")
+            move("open")
+            step(rng.expovariate(1 / 300))
             reply("agent_reply")
-            if rng.random() < 0.4:
-                move("waiting_customer")
-                step(rng.expovariate(1 / 600))
-                reply("customer_reply")
-                move("open")
-            else:
-                step(rng.expovariate(1 / 240))
-                reply("customer_reply")
-        resolved_at = None
-        if rng.random() < 0.85:
-            step(rng.expovariate(1 / 900))
             move("resolved")
             resolved_at = at
-            if rng.random() < 0.1:
-                step(rng.expovariate(1 / 1440))
-                reply("customer_reply")
-                move("open")
-                step(rng.expovariate(1 / 300))
-                reply("agent_reply")
-                move("resolved")
-                resolved_at = at
-        ticket = Ticket(
-            source="zd", system="zendesk", external_id=str(number), key=f"#{number}", title="synthetic",
-            status=status, status_raw=status, created_at=created, updated_at=at, resolved_at=resolved_at,
-            priority=rng.choice(("p1", "p2", "p2", "p3", "p3", "p3", "p4")), customer=rng.choice(customers),
-        )
-        result.append((ticket, events))
-    return result
+    ticket = Ticket(
+        source="zd", system="zendesk", external_id=str(number), key=f"#{number}", title="synthetic",
+        status=status, status_raw=status, created_at=created, updated_at=at, resolved_at=resolved_at,
+        priority=rng.choice(("p1", "p2", "p2", "p3", "p3", "p3", "p4")), customer=rng.choice(customers),
+    )
+    return ticket, events
 
 
 def main() -> None:

@@ -16,17 +16,17 @@ import sys
 if sys.path and sys.path[0].rstrip("/").endswith("bench"):
     sys.path.pop(0)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 
-from bridge.pipeline.demo import demo_config  # noqa: E402
-from connectors.zendesk.sandbox import ZendeskSandbox  # noqa: E402
+from bridge.pipeline.demo import demo_config
+from connectors.zendesk.sandbox import ZendeskSandbox
 
 ANCHOR = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 NOW = "2026-11-01T12:00:00Z"

@@ -5,10 +5,9 @@ The public surface is re-exported here; everything else is internal and may chan
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from bridge.config import Config, load_config  # noqa: E402
-from bridge.errors import (  # noqa: E402
+from bridge._version import __version__
+from bridge.config import Config, load_config
+from bridge.errors import (
     AuthenticationFailed,
     BadRequest,
     ConfigError,
@@ -29,7 +28,7 @@ from bridge.errors import (  # noqa: E402
     SourceError,
     StoreError,
 )
-from bridge.model import Page, Ticket, TicketEvent, WritebackPlan  # noqa: E402
+from bridge.model import Page, Ticket, TicketEvent, WritebackPlan
 
 __all__ = [
     "AuthenticationFailed",

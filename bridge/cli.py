@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import click
 
-from bridge import __version__
+from bridge._version import __version__
 from bridge.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, Config, load_config
 from bridge.edges.credentials import redact
 from bridge.edges.logs import configure_logging
@@ -140,7 +140,7 @@ class BridgeGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
             ctx.exit(130)
-        except Exception as error:  # a bug: say so plainly, keep the traceback for -v
+        except Exception as error:  # noqa: BLE001 - a bug: say so plainly, keep the traceback for -v
             _fail(ctx, error, EXIT_FAILURE, unexpected=True)
 
 
@@ -357,9 +357,9 @@ def _run(command: str, phases: tuple[str, ...], sources: tuple[str, ...] = (), *
 
 def _finish(report: RunReport, *, dry_run: bool, as_json: bool) -> None:
     if as_json:
-        plans = {s: [_plan_doc(p) for p in plans] for s, plans in report.plans.items()} if dry_run else None
+        plan_docs = {s: [_plan_doc(p) for p in source_plans] for s, source_plans in report.plans.items()} if dry_run else None
         click.echo(redact(json.dumps({"command": report.command, "exit_code": report.exit_code, "seconds": report.seconds,
-                                      "sources": report.source_docs(), "plans": plans}, indent=2, default=str)))
+                                      "sources": report.source_docs(), "plans": plan_docs}, indent=2, default=str)))
     else:
         if dry_run:
             for source, plans in report.plans.items():
@@ -419,7 +419,7 @@ def _pipeline_command(name: str, phases: tuple[str, ...], doc: str, *, writes: b
                      help="Only this source (repeatable; default: every source)."),
     ):
         decorated = option(decorated)
-    return cli.command(name)(decorated)  # type: ignore[no-any-return]
+    return cli.command(name)(decorated)
 
 
 pull = _pipeline_command("pull", ("pull",), """Pull changed tickets and their history from the sources into the store.

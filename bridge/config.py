@@ -69,9 +69,9 @@ class HttpConfig(Section):
     """``[http]``: timeouts, the bounded retry policy and the paging bound every source shares."""
 
     timeout: Duration = 30
-    max_attempts: int = Field(5, ge=1, le=20)
+    max_attempts: int = Field(default=5, ge=1, le=20)
     max_wait: Duration = 120
-    max_pages: int = Field(DEFAULT_MAX_PAGES, ge=1)
+    max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=1)
     ca_bundle: str | None = None
 
 
@@ -366,11 +366,8 @@ def _fit_writeback(name: str, source: SourceConfig, cls: type[Connector]) -> tup
 
 def _cross_check(settings: Settings) -> list[str]:
     """Rules that span sections: references between policies, calendars and sources."""
-    problems: list[str] = []
     known_calendars = set(settings.calendars) | set(BUILTIN_CALENDARS)
-    for name in settings.calendars:
-        if name in BUILTIN_CALENDARS:
-            problems.append(f"calendars.{name}: {name!r} is built in; choose another name")
+    problems = [f"calendars.{name}: {name!r} is built in; choose another name" for name in settings.calendars if name in BUILTIN_CALENDARS]
     seen: dict[str, int] = {}
     for index, policy in enumerate(settings.policies):
         where = f"policies[{index}] ({policy.name})"
@@ -381,13 +378,14 @@ def _cross_check(settings: Settings) -> list[str]:
             problems.append(
                 f"{where}.calendar: unknown calendar {policy.calendar!r}{_suggest(policy.calendar, known_calendars)}"
             )
-        for match, label in ((policy.match, "match"), (policy.credits and policy.credits.availability and policy.credits.availability.match, "credits.availability.match")):
+        availability = policy.credits and policy.credits.availability
+        for match, label in ((policy.match, "match"), (availability and availability.match, "credits.availability.match")):
             if match and match.source:
-                for source in match.source:
-                    if source not in settings.sources:
-                        problems.append(
-                            f"{where}.{label}.source: no source named {source!r}{_suggest(source, settings.sources)}"
-                        )
+                problems.extend(
+                    f"{where}.{label}.source: no source named {source!r}{_suggest(source, settings.sources)}"
+                    for source in match.source
+                    if source not in settings.sources
+                )
     return problems
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "EVENT_KINDS",
     "PRIORITIES",
     "TAGS_ITEM",
+    "EventKind",
     "Note",
     "Page",
     "QuarantinedRecord",

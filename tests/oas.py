@@ -10,7 +10,7 @@ import copy
 import json
 import re
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ class Spec:
         return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:200]}" for e in validator.iter_errors(instance)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str) -> dict[str, Any] | None:
     path = SPECS / name
     if not path.is_file():

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 
-from bridge import __version__
+from bridge._version import __version__
 from bridge.edges.credentials import redact
 from bridge.errors import (
     AuthenticationFailed,
@@ -303,7 +303,8 @@ class SourceClient:
         return retrying(self._send_once, method, url, accept, json_body, repeatable, kwargs)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", url, **kwargs)
+        response: httpx.Response = self.request("GET", url, **kwargs)  # without json_body, request() returns the response
+        return response
 
     def get_json(self, url: str, **kwargs: Any) -> Any:
         """GET and decode JSON; a body that is not JSON (a truncated page) is retried like a 5xx."""

@@ -59,7 +59,8 @@ class RunLock:
     def _read(handle: int) -> dict[str, str]:
         try:
             os.lseek(handle, 0, os.SEEK_SET)
-            return json.loads(os.read(handle, 4096) or b"{}")
+            holder: dict[str, str] = json.loads(os.read(handle, 4096) or b"{}")
+            return holder
         except (OSError, ValueError):
             return {}
 

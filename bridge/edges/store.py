@@ -275,9 +275,9 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    def atomic(self) -> AbstractContextManager[None]:
+    def atomic(self) -> AbstractContextManager[sqlite_utils.Database]:
         """One transaction (nested ones are savepoints)."""
-        return self.db.atomic()  # type: ignore[no-any-return]
+        return self.db.atomic()
 
     def __enter__(self) -> Store:
         return self

@@ -25,6 +25,7 @@ The parsers for the calendar keys of the config are in :mod:`bridge.engine.hours
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -135,9 +136,9 @@ class Calendar:
         }
         canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True)
         if config.holiday_country:
-            import holidays
+            from holidays.version import __version__ as holidays_version  # the package re-exports it without `as`, so mypy won't see it there
 
-            canonical += f"|holidays=={holidays.__version__}"  # public holiday data changes between releases
+            canonical += f"|holidays=={holidays_version}"  # public holiday data changes between releases
         return cls(
             name=name,
             zone=parse_timezone(config.timezone),
@@ -268,11 +269,9 @@ class Calendar:
         """Materialise the working intervals of local years ``first_year..last_year``."""
         closed = set(self.holidays)
         for year in range(first_year - 1, last_year + 1):
-            for month, day in self.yearly_holidays:
-                try:
-                    closed.add(date(year, month, day))
-                except ValueError:  # 02-29 outside leap years
-                    pass
+            for month, day_of_month in self.yearly_holidays:
+                with contextlib.suppress(ValueError):  # 02-29 outside leap years
+                    closed.add(date(year, month, day_of_month))
         if self.holiday_country:
             closed.update(public_holidays(self.holiday_country, self.holiday_subdivision, range(first_year - 1, last_year + 1)))
         spans: list[tuple[int, int]] = []

@@ -62,7 +62,7 @@ def parse_duration(text: object, *, allow_zero: bool = False) -> int:
 def format_duration(seconds: float) -> str:
     """``9000`` -> ``"2h30m"``; negative values keep their sign; zero is ``"0s"``."""
     sign = "-" if seconds < 0 else ""
-    remaining = int(round(abs(seconds)))
+    remaining = round(abs(seconds))
     if remaining == 0:
         return "0s"
     hours, remaining = divmod(remaining, 3600)

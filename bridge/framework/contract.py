@@ -163,7 +163,7 @@ class Connector(ABC):
         self.http = http
         self.values = ValueMapper(statuses={**self.default_statuses, **config.statuses},
                                   priorities={**self.default_priorities, **config.priorities})
-        self.fields: dict[str, str] = {**self.default_fields, **config.fields}
+        self.fields: dict[str, str] = {**self.default_fields, **{str(role): spec for role, spec in config.fields.items()}}
 
     @classmethod
     def auth(cls, config: SourceConfig, secret: Secret) -> httpx.Auth:

@@ -161,10 +161,12 @@ class CursorPaginator(Paginator):
         token = _token(dig(data, self.token_path), self.token_path)
         more = _flag(dig(data, self.more_path), self.more_path) if self.more_path else None
         end = _flag(dig(data, self.end_path), self.end_path) if self.end_path else None
-        if more is None and end is None:
-            go_on = token is not None
+        if more is not None:
+            go_on = more
+        elif end is not None:
+            go_on = not end
         else:
-            go_on = bool(more) if more is not None else not end
+            go_on = token is not None
         carried = (request.json or {}).get(self.param) if self.in_body else request.params.get(self.param)
         if go_on and token is not None and carried is not None and str(carried) == token:
             raise PaginationError(f"the page names the continuation it was asked with ({self.param}={token[:120]}); "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
@@ -43,6 +44,19 @@ class Sandbox(Protocol):
 
 
 class SandboxClass(Protocol):
-    """A sandbox's class: how the demo builds one (seeded, deterministic, sized for a demo)."""
+    """A sandbox's class: how the demo and the conformance suite build one (seeded, deterministic).
 
-    def for_demo(self, tickets: int, seed: int) -> Sandbox: ...
+    ``first_stream`` is a fragment of the path of its first stream's requests, and ``page_size``
+    how many records a page of it holds, for the suite's paging cases.
+    """
+
+    first_stream: str
+    page_size: int
+
+    def for_demo(self, tickets: int, seed: int) -> Sandbox:
+        """Sized and paced for ``sla-bridge demo`` (real time)."""
+        ...
+
+    def for_tests(self, tickets: int, *, anchor: datetime) -> Sandbox:
+        """Its clock fixed at ``anchor`` and its rate limits lifted."""
+        ...

@@ -190,22 +190,25 @@ def _normalise_page(stream: Stream, source: str, request: Request, data: Any) ->
     raw_records = _records_of(stream.records, data)
     if raw_records is None:
         raw_records = []
-    try:
-        context = stream.context(data) if isinstance(raw_records, list) else None
-    except Exception as error:  # noqa: BLE001 - a page whose shared parts cannot be read is kept whole
-        raw_records, problem = None, f"the page's shared records cannot be read ({_reason(error)})"
+    problem: str | None = None
+    if not isinstance(raw_records, list):
+        where = stream.records if isinstance(stream.records, str) else "records"
+        problem = f"the page's records ({where}) are a {type(raw_records).__name__}, not a list"
     else:
-        problem = None if isinstance(raw_records, list) else (
-            f"the page's records ({stream.records if isinstance(stream.records, str) else 'records'}) "
-            f"are a {type(raw_records).__name__}, not a list"
-        )
-    if problem is not None:
-        page.quarantined.append(QuarantinedRecord(source, f"{stream.name} page {_describe(request)}"[:500], problem, data))
+        try:
+            context = stream.context(data)
+        except Exception as error:  # noqa: BLE001 - a page whose shared parts cannot be read is kept whole
+            problem = f"the page's shared records cannot be read ({_reason(error)})"
+    if problem is not None or not isinstance(raw_records, list):
+        page.quarantined.append(QuarantinedRecord(source, f"{stream.name} page {_describe(request)}"[:500], problem or "", data))
         return page, []
     for raw in raw_records:
         try:
             for record in stream.normalise(raw, context):
-                (page.tickets if isinstance(record, Ticket) else page.events).append(record)  # type: ignore[arg-type]
+                if isinstance(record, Ticket):
+                    page.tickets.append(record)
+                else:
+                    page.events.append(record)
         except Exception as error:  # noqa: BLE001 - any failure of one record quarantines that record
             try:
                 record_id = stream.record_id(raw)

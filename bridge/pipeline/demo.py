@@ -8,7 +8,9 @@ sandbox joins the demo by registering.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 from bridge.framework.registry import sandbox_class, sandbox_systems
 from bridge.framework.sandbox import Sandbox
 
-__all__ = ["RunningSandbox", "demo_config", "start_sandboxes"]
+__all__ = ["RunningSandbox", "demo_config", "source_table", "start_sandboxes"]
 
 
 @dataclass(frozen=True)
@@ -94,16 +96,29 @@ targets.resolution = { p1 = "8h", p2 = "24h", p3 = "72h", p4 = "120h" }
 
 def demo_config(sources: dict[str, dict[str, Any]]) -> str:
     """The TOML text: the contracts above plus one ``[sources.NAME]`` table per sandbox."""
-    lines = [CONTRACTS]
-    for name, source in sources.items():
-        lines.append(f"[sources.{name}]")
-        for key in ("system", "url", "start"):
-            lines.append(f'{key} = "{source[key]}"')
-        lines.append("auth = { " + ", ".join(f'{k} = "{v}"' for k, v in source["auth"].items()) + " }")
-        lines.append("fields = { " + ", ".join(f'{k} = "{v}"' for k, v in source.get("fields", {}).items()) + " }")
-        writeback = source.get("writeback", {})
-        lines.append("writeback = { " + ", ".join(
-            f"{k} = {'true' if v is True else 'false' if v is False else repr(v).replace(chr(39), chr(34))}" for k, v in writeback.items()
-        ) + " }")
-        lines.append("")
-    return "\n".join(lines)
+    return "\n".join([CONTRACTS, *(source_table(name, source) for name, source in sources.items())])
+
+
+def source_table(name: str, source: dict[str, Any]) -> str:
+    """``[sources.NAME]`` in TOML: top-level keys one per line, tables inline."""
+    lines = [f"[sources.{name}]"]
+    lines += [f"{key} = {_toml(value)}" for key, value in source.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string is JSON's string syntax
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_key(str(k))} = {_toml(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML for {type(value).__name__}")

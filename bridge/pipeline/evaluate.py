@@ -34,6 +34,8 @@ def evaluate_source(store: Store, source: str, policies: Sequence[Policy], *, no
     for chunk in store.ticket_id_chunks(source, pulled_after_run=since):
         with store.atomic():
             for ticket, events in store.load(chunk):
+                clocks: list[Clock]
+                policy: Policy | None
                 if horizon is not None and ticket.created_at < horizon:
                     policy, clocks = None, []
                 else:

@@ -87,7 +87,7 @@ class Pipeline:
             self._fail(source, error)
         except SlaBridgeError:
             raise  # the store or the config: every source is affected
-        except Exception as error:  # noqa: BLE001 - an answer the connector did not expect stops that source only
+        except Exception as error:
             log.info("source %r: unexpected %s", source, type(error).__name__, exc_info=True)
             self._fail(source, FatalSourceError(
                 f"unexpected {type(error).__name__}: {error} (run with -v for the traceback)", source=source))

@@ -13,8 +13,10 @@ follows). The base serves it in-process (:meth:`SandboxServer.transport`) or on 
   time), ``endless`` (a page that always says more follows, with a new continuation each time);
 - ``foreign_links`` (every URL the sandbox names points at another origin).
 
-Links a sandbox renders go through :meth:`SandboxServer.link`, on the origin the request came
-to, as a real server's do.
+A fault applies to the requests whose path contains ``path``, after the first ``after`` of them,
+``times`` times. Links a sandbox renders go through :meth:`SandboxServer.link`, on the origin the
+request came to, as a real server's do; a request that arrives for another origin is counted in
+``foreign_requests`` (a client that followed a foreign link).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Fault:
     path: str = ""  # only requests whose path contains this
     retry_after: int | None = None
     delay: float = 0.0
+    after: int = 0  # matching requests to let through first
 
 
 class SlidingWindow:
@@ -99,6 +102,7 @@ class SandboxServer:
         self._origin = self.base_url
         self._foreign = False
         self._last: dict[str, httpx.Response] = {}  # the last answer per path, for `repeat`
+        self.foreign_requests = 0
 
     def now(self) -> datetime:
         return self._clock().astimezone(UTC)
@@ -134,11 +138,16 @@ class SandboxServer:
 
     # -- faults and the request log -------------------------------------------------------
 
-    def inject(self, kind: str, *, times: int = 1, path: str = "", retry_after: int | None = None, delay: float = 0.0) -> None:
-        self.faults.append(Fault(kind, times, path, retry_after, delay))
+    def inject(self, kind: str, *, times: int = 1, path: str = "", retry_after: int | None = None, delay: float = 0.0,
+               after: int = 0) -> None:
+        self.faults.append(Fault(kind, times, path, retry_after, delay, after))
 
     def count(self, path_part: str = "", method: str | None = None) -> int:
         return sum(1 for m, p, _ in self.requests if path_part in p and (method is None or m == method))
+
+    def writes(self) -> int:
+        """Requests that could change something (every method but GET and HEAD)."""
+        return sum(1 for method, _, _ in self.requests if method not in ("GET", "HEAD"))
 
     def link(self, path: str, query: dict[str, Any] | None = None) -> str:
         """An absolute URL on the origin the request came to (or elsewhere, under `foreign_links`)."""
@@ -148,6 +157,9 @@ class SandboxServer:
     def _take_fault(self, path: str) -> Fault | None:
         for fault in self.faults:
             if fault.times > 0 and fault.path in path:
+                if fault.after > 0:
+                    fault.after -= 1
+                    continue
                 fault.times -= 1
                 return fault
         return None
@@ -168,7 +180,11 @@ class SandboxServer:
         path = request.url.path.removesuffix(".json")
         query = parse_qs(request.url.query.decode())
         self.requests.append((request.method, path, query))
-        self._origin = f"{request.url.scheme}://{request.url.netloc.decode()}"
+        origin = f"{request.url.scheme}://{request.url.netloc.decode()}"
+        if origin == FOREIGN_ORIGIN:
+            self.foreign_requests += 1
+        else:
+            self._origin = origin
         fault = self._take_fault(path)
         self._foreign = fault is not None and fault.kind == "foreign_links"
         if fault is not None and fault.kind == "slow":
@@ -229,7 +245,7 @@ class SandboxServer:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 content = self.rfile.read(length) if length else b""
-                netloc = self.headers.get("Host") or f"{host}:{self.server.server_address[1]}"
+                netloc = self.headers.get("Host") or f"{host}:{port}"
                 request = httpx.Request(self.command, f"http://{netloc}{self.path}", headers=dict(self.headers), content=content)
                 response = sandbox.handle(request)
                 payload = response.content
@@ -247,11 +263,12 @@ class SandboxServer:
                 return
 
         server = ThreadingHTTPServer((host, port), Handler)
+        port = server.server_address[1]
         server.daemon_threads = True
         thread = threading.Thread(target=server.serve_forever, name=f"{type(self).__name__}-server", daemon=True)
         thread.start()
         try:
-            yield f"http://{host}:{server.server_address[1]}"
+            yield f"http://{host}:{port}"
         finally:
             server.shutdown()
             server.server_close()

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bridge.framework.mapping import ValueMapper
-from bridge.model import Ticket, TicketEvent, from_iso
+from bridge.model import EventKind, Ticket, TicketEvent, from_iso
 
 __all__ = ["DEFAULT_FIELDS", "DEFAULT_PRIORITIES", "DEFAULT_STATUSES", "ZendeskRecords", "sideloaded_names"]
 
@@ -123,7 +123,7 @@ class ZendeskRecords:
                     continue  # internal notes (ours included) never move a clock
                 author = child.get("author_id")
                 when = _instant(child["created_at"], f"ticket event {raw.get('id')}: comment time") if child.get("created_at") else at
-                reply = "agent_reply" if author in agents else "customer_reply"
+                reply: EventKind = "agent_reply" if author in agents else "customer_reply"
                 result.append(TicketEvent(ticket_id, f"c{child['id']}", reply, when, author=_text(author)))
                 continue
             if kind not in ("Create", "Change"):

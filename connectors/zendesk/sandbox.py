@@ -27,7 +27,8 @@ import httpx
 
 from bridge.framework.sandbox import WritebackSummary
 from connectors.kit.sandbox import SandboxServer, SlidingWindow, json_response
-from connectors.kit.story import CUSTOMERS, GROUPS as GROUP_NAMES, SERVICES, Step, tell
+from connectors.kit.story import CUSTOMERS, SERVICES, Step, tell
+from connectors.kit.story import GROUPS as GROUP_NAMES
 
 __all__ = ["AGENT_IDS", "ORGANIZATIONS", "SERVICE_FIELD", "SLA_STATUS_FIELD", "ZendeskSandbox"]
 
@@ -63,6 +64,9 @@ class _Job:
 
 class ZendeskSandbox(SandboxServer):
     """The emulator. Read its state directly in tests: ``tickets``, ``requests``, ``comments``."""
+
+    first_stream = "/incremental/tickets"
+    page_size = 1000
 
     def __init__(
         self,
@@ -104,6 +108,11 @@ class ZendeskSandbox(SandboxServer):
     def for_demo(cls, tickets: int, seed: int) -> ZendeskSandbox:
         """30 export requests a minute (Zendesk's High Volume add-on), so a quarter pulls without a pause."""
         return cls(tickets, seed=seed, export_limit_per_minute=30)
+
+    @classmethod
+    def for_tests(cls, tickets: int, *, anchor: datetime) -> ZendeskSandbox:
+        return cls(tickets, seed=11, anchor=anchor, clock=lambda: anchor, export_limit_per_minute=100_000,
+                   account_limit_per_minute=100_000)
 
     # -- data -----------------------------------------------------------------------------
 
@@ -160,15 +169,15 @@ class ZendeskSandbox(SandboxServer):
 
     def _author(self, number: int, step: Step) -> int:
         ticket = self.tickets[number]
-        return {"requester": ticket["requester_id"], "agent": ticket["assignee_id"]}.get(step.actor, BOT_ID)
+        author: int = {"requester": ticket["requester_id"], "agent": ticket["assignee_id"]}.get(step.actor, BOT_ID)
+        return author
 
     def _apply_story_step(self, number: int, moment: datetime, step: Step) -> None:
         ticket = self.tickets[number]
         author = self._author(number, step)
         children: list[dict[str, Any]] = []
         if step.first:
-            for name in ("status", "priority", "type"):
-                children.append({"event_type": "Create", name: ticket[name] if name != "status" else "new"})
+            children += [{"event_type": "Create", name: ticket[name] if name != "status" else "new"} for name in ("status", "priority", "type")]
         if step.delete:
             children.append({"event_type": "Change", "status": "deleted", "previous_value": ticket["status"]})
             ticket["status"] = "deleted"
@@ -205,7 +214,7 @@ class ZendeskSandbox(SandboxServer):
                 child["id"] = self._next_child_id
             child.setdefault("via", "Web form")
             child.setdefault("via_reference_id", None)
-        event = {
+        event: dict[str, Any] = {
             "id": self._next_event_id,
             "ticket_id": number,
             "timestamp": _epoch(moment),
@@ -248,6 +257,14 @@ class ZendeskSandbox(SandboxServer):
         """Ticket ``number`` comes out of the export malformed (its priority a list)."""
         with self._lock:
             self.tickets[number]["priority"] = [self.tickets[number]["priority"]]
+
+    def busy_ticket(self) -> int:
+        """A ticket whose comments fill more than one page (so reading them follows ``next_page``)."""
+        with self._lock:
+            number = next(n for n, t in sorted(self.tickets.items()) if t["status"] not in ("closed", "deleted"))
+            while len(self.comments[number]) <= COMMENTS_PER_PAGE:
+                self.customer_replies(number, at=self.anchor - timedelta(minutes=4))
+            return number
 
     def unknown_value(self, number: int) -> str:
         """Ticket ``number`` gets a status no default maps (as an account's new status would)."""

@@ -12,6 +12,8 @@ import respx
 
 from bridge import __version__
 from bridge.config import HttpConfig
+from bridge.edges.http import RetryPolicy, SourceClient, build_client
+from bridge.edges.store import Store
 from bridge.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -21,8 +23,6 @@ from bridge.errors import (
     PermissionDenied,
     RetryLater,
 )
-from bridge.edges.http import RetryPolicy, SourceClient, build_client
-from bridge.edges.store import Store
 from tests.conftest import SOURCE, ZD_URL
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
@@ -149,7 +149,7 @@ def test_client_errors_are_never_retried(sleeps, status, body, error, phrase):
 @respx.mock
 def test_redirect_is_reported_not_followed(sleeps):
     respx.get(ME).mock(return_value=httpx.Response(301, headers={"Location": "https://other.zendesk.com/"}))
-    with pytest.raises(BadRequest, match="redirected .* to https://other.zendesk.com/: check sources.zd.url"):
+    with pytest.raises(BadRequest, match=r"redirected .* to https://other.zendesk.com/: check sources.zd.url"):
         make_client(sleeps).get_json("/api/v2/users/me.json")
 
 
@@ -317,7 +317,7 @@ def test_tls_failure_is_fatal_and_not_retried(sleeps):
     # respx rewrites exception chains, so this one uses an injected transport directly
     client = build_client(ZD_URL, http=HttpConfig(), transport=httpx.MockTransport(refuse))
     source = SourceClient("zd", client, RetryPolicy(sleep=sleeps, clock=lambda: NOW))
-    with pytest.raises(FatalSourceError, match="TLS verification failed .*set http.ca_bundle"):
+    with pytest.raises(FatalSourceError, match=r"TLS verification failed .*set http.ca_bundle"):
         source.get_json("/api/v2/users/me.json")
     assert len(calls) == 1 and sleeps == []
 

@@ -107,8 +107,8 @@ def test_secret_with_json_special_characters_is_masked_in_json_output():
 @respx.mock
 def test_a_secret_across_the_excerpt_cut_is_masked_whole():
     from bridge.config import HttpConfig
-    from bridge.errors import AuthenticationFailed
     from bridge.edges.http import RetryPolicy, SourceClient, build_client
+    from bridge.errors import AuthenticationFailed
 
     Secret(TOKEN, "environment variable ZD_TOKEN")
     body = "x" * 290 + f" {TOKEN} and more"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import stat
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
+from bridge.edges.store import Store
 from bridge.errors import StoreError
 from bridge.model import Page, QuarantinedRecord, Ticket, TicketEvent
-from bridge.edges.store import Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 
@@ -197,7 +198,7 @@ def test_two_runs_creating_the_store_at_once_both_succeed(tmp_path):
         path = tmp_path / f"race-{attempt}.db"
         errors: list[BaseException] = []
 
-        def open_it() -> None:
+        def open_it(path: Path = path, errors: list[BaseException] = errors) -> None:
             try:
                 Store.open(path).close()
             except BaseException as error:  # noqa: BLE001 - collected for the assertion

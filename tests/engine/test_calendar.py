@@ -182,7 +182,7 @@ def test_overrides_replace_a_days_hours_and_win_over_a_holiday():
         holidays=["2026-12-24"],
         overrides={"2026-12-23": ["09:00-12:00"], "2026-12-22": [], "2026-12-24": ["10:00-11:00"], "2026-12-27": ["10:00-12:00"]},
     )
-    day = lambda d: office.business_seconds(at(UTC, 2026, 12, d), at(UTC, 2026, 12, d + 1))  # noqa: E731
+    day = lambda d: office.business_seconds(at(UTC, 2026, 12, d), at(UTC, 2026, 12, d + 1))
     assert [day(21), day(22), day(23), day(24), day(27)] == [8 * H, 0, 3 * H, 1 * H, 2 * H]
 
 
@@ -245,7 +245,7 @@ def test_a_calendar_without_hours_says_so_instead_of_looping():
 
 
 def test_bad_calendar_dict_is_a_clear_error():
-    with pytest.raises(ValueError, match="calendar 'ops'.*timezone"):
+    with pytest.raises(ValueError, match=r"calendar 'ops'.*timezone"):
         Calendar.from_config({"timezone": "Mars/Olympus"}, name="ops")
 
 

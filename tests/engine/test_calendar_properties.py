@@ -137,8 +137,7 @@ def test_same_answers_whatever_the_machine_time_zone(machine_tz):
     answers = []
     for name in sorted(CALENDARS):
         fresh = _rebuild(name)
-        for start in starts:
-            answers.append((fresh.add_business_seconds(start, 30 * 3600), fresh.business_seconds(start, start + timedelta(days=9))))
+        answers.extend((fresh.add_business_seconds(start, 30 * 3600), fresh.business_seconds(start, start + timedelta(days=9))) for start in starts)
     expected = _answers_under("UTC", starts)
     assert answers == expected
 
@@ -151,8 +150,7 @@ def _answers_under(tz: str, starts: list[datetime]) -> list[tuple[datetime, int]
         result = []
         for name in sorted(CALENDARS):
             fresh = _rebuild(name)  # a new, empty cache: built under this TZ
-            for start in starts:
-                result.append((fresh.add_business_seconds(start, 30 * 3600), fresh.business_seconds(start, start + timedelta(days=9))))
+            result.extend((fresh.add_business_seconds(start, 30 * 3600), fresh.business_seconds(start, start + timedelta(days=9))) for start in starts)
         return result
     finally:
         if previous is None:

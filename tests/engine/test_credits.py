@@ -19,8 +19,8 @@ from bridge.engine.credits import (
     success_rate_credit,
 )
 from bridge.engine.evaluator import Clock, evaluate
-from bridge.model import Ticket, TicketEvent
 from bridge.engine.policy import Policy
+from bridge.model import Ticket, TicketEvent
 
 UTC = timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -9,9 +9,9 @@ import pytest
 
 from bridge.engine.calendar import Calendar
 from bridge.engine.evaluator import evaluate, evaluate_ticket
+from bridge.engine.policy import Policy
 from bridge.model import Ticket, TicketEvent
 from tests.conftest import ROOT
-from bridge.engine.policy import Policy
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
@@ -242,7 +242,6 @@ def test_every_match_key_selects(key, allowed, other):
 
 
 def test_policies_built_from_the_example_config():
-    from pathlib import Path
 
     from bridge.config import load_config
     from bridge.engine.policy import build_policies

@@ -140,49 +140,19 @@ def test_a_failing_source_does_not_stop_the_others(tmp_path):
     assert row == ("partial", 3)
 
 
-# -- crash safety ------------------------------------------------------------------------------
-
-CRASH_POINTS = ["pull:page:1", "pull:page:3", "evaluate:done", "push:sent:1", "push:sent:40"]
-
-
-def end_state(store: Path) -> dict[str, list[tuple]]:
-    db = sqlite3.connect(store)
-    return {
-        "tickets": db.execute("select id, status, priority, customer, version, tags from tickets order by id").fetchall(),
-        "events": db.execute("select ticket_id, event_id, kind, at, to_value from ticket_events order by 1, 2").fetchall(),
-        "clocks": db.execute("select ticket_id, metric, cycle, state, elapsed_seconds, due_at, breached_at from sla_clocks order by 1, 2, 3").fetchall(),
-        "journal": db.execute("select ticket_id, item, value, state from writebacks order by 1, 2").fetchall(),
-        "cursors": db.execute("select source, stream, cursor from sync_state where source = 'zd' order by 2").fetchall(),
-    }
+# -- found in review: history, marks, horizons ------------------------------------------------
+# (The SIGKILL matrix runs for every connector in the conformance suite: connectors/kit/conformance.py.)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    """The notes one uninterrupted sync leaves on the sandbox."""
     folder = tmp_path_factory.mktemp("reference")
     box = sandbox()
     with box.serve() as url:
         config = write_config(folder, {"zd": (box, url)})
         assert cli(config, "sync", "--now", NOW).returncode == 0
-    notes = bridge_notes(box)
-    return end_state(folder / "store.db"), notes
-
-
-@pytest.mark.parametrize("point", CRASH_POINTS)
-def test_killed_anywhere_the_next_run_ends_as_if_never_killed(tmp_path, uninterrupted, point):
-    reference, reference_notes = uninterrupted
-    box = sandbox()
-    with box.serve() as url:
-        config = write_config(tmp_path, {"zd": (box, url)})
-        killed = cli(config, "sync", "--now", NOW, env={"_SLA_BRIDGE_CRASH_AT": point})
-        assert killed.returncode == -signal.SIGKILL, (killed.stdout, killed.stderr)
-        again = cli(config, "sync", "--now", NOW)
-        assert again.returncode == 0, again.stderr
-    state = end_state(tmp_path / "store.db")
-    for table in ("tickets", "events", "clocks", "journal"):
-        assert state[table] == reference[table], f"{table} differs after a kill at {point}"
-    notes = bridge_notes(box)
-    assert len(notes) == len(set(notes)), f"a note was posted twice after a kill at {point}"
-    assert sorted(notes) == sorted(reference_notes)
+    return bridge_notes(box)
 
 
 def test_evaluation_is_incremental(tmp_path, monkeypatch):
@@ -240,7 +210,7 @@ def test_status_shows_one_tickets_timeline(tmp_path):
 
 def test_history_that_arrives_a_run_late_is_evaluated_before_anything_is_written(tmp_path, uninterrupted):
     """The ticket stream succeeds, the history stream fails: nothing may be judged on half the story."""
-    _, reference_notes = uninterrupted
+    reference_notes = uninterrupted
     box = sandbox()
     box.inject("500", times=1000, path="/incremental/ticket_events")
     with box.serve() as url:

@@ -11,10 +11,10 @@ import pytest
 import respx
 
 from bridge.config import load_config
-from bridge.errors import RetryLater
 from bridge.edges.http import RetryPolicy, SourceClient, build_client
-from bridge.model import Note, Ticket, WritebackPlan
 from bridge.edges.store import Store
+from bridge.errors import RetryLater
+from bridge.model import Note, Ticket, WritebackPlan
 from connectors.zendesk import ZendeskConnector
 from tests.conftest import pages
 

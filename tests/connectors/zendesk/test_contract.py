@@ -4,7 +4,6 @@ those paths, validates against Zendesk's own OpenAPI document (../shared/vendor-
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,9 +14,8 @@ from bridge.edges.http import RetryPolicy, SourceClient, build_client
 from bridge.model import Note, Ticket, WritebackPlan
 from connectors.zendesk import ZendeskConnector
 from connectors.zendesk.sandbox import SLA_STATUS_FIELD, ZendeskSandbox
-from tests.conftest import ROOT
+from tests.conftest import ROOT, pages
 from tests.oas import load_spec
-from tests.conftest import pages
 
 ANCHOR = datetime(2026, 11, 1, tzinfo=timezone.utc)
 

@@ -132,7 +132,7 @@ def test_bulk_write_back_groups_same_changes_and_keeps_other_tags(monkeypatch):
     connector = connector_for(sandbox, monkeypatch, {"email": "sla-bot@example.com", "token_env": "ZD_SECRET"})
     live = [n for n in sorted(sandbox.tickets) if sandbox.tickets[n]["status"] not in ("deleted", "closed")]
     gone = next(n for n in sorted(sandbox.tickets) if sandbox.tickets[n]["status"] == "deleted")
-    at_risk = [plan(n, add_tags=["sla_at_risk"]) for n in live[:149] + [gone]]
+    at_risk = [plan(n, add_tags=["sla_at_risk"]) for n in [*live[:149], gone]]
     first, second = live[149], live[150]
     breached = [plan(n, add_tags=["sla_breached"], remove_tags=["sla_at_risk"]) for n in (first, second)]
     sandbox.tickets[first]["tags"].append("sla_at_risk")

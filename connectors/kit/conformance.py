@@ -1,0 +1,324 @@
+"""The conformance suite: the behaviour every connector owes, checked the same way for each.
+
+A connector gets all of it by declaring a :class:`Harness` (how to make a fresh fake of its
+helpdesk) and subclassing :class:`ConformanceSuite`; every registered connector with a sandbox
+gets one generated (``tests/connectors/test_conformance.py``). The fake is its sandbox, or
+respx routes for a connector without one; cases that need a real process against a port (the
+SIGKILL matrix) are skipped for fakes that cannot serve. Learnt from meltano/sdk's
+``singer_sdk/testing/factory.py``: suites are declared, not copied.
+
+The cases:
+
+- a second sync sends no write; every breach gets exactly one note;
+- a failed run resumes from the saved cursor, and ends as an uninterrupted pull would;
+- a repeated continuation, and paging that never ends, stop that source (exit 3), nothing lost;
+- a link to another origin is never followed;
+- a malformed record is quarantined and the rest is pulled;
+- ``Retry-After`` is honoured; unmapped values are counted;
+- killed (SIGKILL) at any of the pipeline's crash points, the next run ends as if never killed.
+
+Only tests import this module (it needs pytest).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import pytest
+
+from bridge.config import Config, load_config
+from bridge.errors import OffOriginLink
+from bridge.framework.sandbox import WritebackSummary
+from bridge.pipeline.connect import open_connector
+from bridge.pipeline.demo import source_table
+from bridge.pipeline.report import RunReport
+from bridge.pipeline.run import PHASES, run_pipeline
+
+__all__ = ["ANCHOR", "CRASH_POINTS", "ConformanceSuite", "Fake", "Harness", "sandbox_harness", "suite_for"]
+
+ANCHOR = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
+NOW = "2026-11-01T12:00:00Z"
+TOKEN_ENV = "CONFORMANCE_HELPDESK_TOKEN"
+MARKER = re.compile(r"\[sla-bridge:[^\]]+\]")
+CRASH_POINTS = ["pull:page:1", "pull:page:3", "evaluate:done", "push:sent:1", "push:sent:20"]
+
+TERMS = """
+[store]
+path = "store.db"
+
+[http]
+max_attempts = 2
+max_wait = "30s"
+max_pages = {max_pages}
+
+[[policies]]
+name = "conformance"
+contract = "Conformance terms"
+targets.first_response = {{ p1 = "30m", p2 = "1h", p3 = "2h", p4 = "4h", p5 = "8h" }}
+targets.resolution = {{ p1 = "4h", p2 = "8h", p3 = "16h", p4 = "24h", p5 = "48h" }}
+credits = {{ currency = "EUR", monthly_fee = 1000, per_breach = [{{ over = "0%", percent = 1 }}] }}
+"""
+
+
+class Fake(Protocol):
+    """A fake helpdesk: a sandbox (:mod:`connectors.kit.sandbox`), or respx routes shaped like one."""
+
+    token: str
+    requests: list[tuple[str, str, dict[str, list[str]]]]
+    foreign_requests: int
+
+    def source_config(self, url: str, token_env: str) -> dict[str, Any]: ...
+    def transport(self) -> httpx.BaseTransport: ...
+    def inject(self, kind: str, *, times: int = 1, path: str = "", retry_after: int | None = None, delay: float = 0.0,
+               after: int = 0) -> None: ...
+    def writeback_summary(self) -> WritebackSummary: ...
+    def malform(self, number: int) -> None: ...
+    def unknown_value(self, number: int) -> str: ...
+    def busy_ticket(self) -> int | None: ...
+    def writes(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Harness:
+    """How to make a fresh fake of a helpdesk, and what the suite needs to know about it.
+
+    ``make(tickets)`` seeds a fake with its clock fixed at :data:`ANCHOR`. ``paged`` is a ticket
+    count for which the first stream has at least two pages; ``first_stream`` a fragment of its
+    requests' path; ``serve`` whether the fake can listen on a port (for the SIGKILL cases).
+    """
+
+    system: str
+    make: Callable[[int], Fake]
+    first_stream: str
+    paged: int
+    tickets: int = 600
+    serve: bool = True
+
+
+@dataclass
+class World:
+    fake: Fake
+    config_path: Path
+    store_path: Path
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    def sync(self, *, phases: tuple[str, ...] = PHASES) -> RunReport:
+        """One in-process run, the fake as the source's transport."""
+        return run_pipeline(self.config(), "sync", phases, store_path=self.store_path, now=ANCHOR,
+                            transports={"src": self.fake.transport()})
+
+    def db(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.store_path)
+
+    def served(self) -> AbstractContextManager[str]:
+        serve: Any = getattr(self.fake, "serve")  # noqa: B009 - a Fake that can serve has it
+        return serve()  # type: ignore[no-any-return]
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "bridge.cli", "--config", str(self.config_path), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, TOKEN_ENV: self.fake.token, **(env or {})})
+
+
+def write_config(folder: Path, fake: Fake, url: str, *, max_pages: int = 10_000) -> Path:
+    path = folder / "sla-bridge.toml"
+    path.write_text(TERMS.format(max_pages=max_pages) + "\n" + source_table("src", fake.source_config(url, TOKEN_ENV)))
+    return path
+
+
+def end_state(store: Path) -> dict[str, list[tuple[Any, ...]]]:
+    db = sqlite3.connect(store)
+    return {
+        "tickets": db.execute("select id, status, priority, customer, version, tags from tickets order by id").fetchall(),
+        "events": db.execute("select ticket_id, event_id, kind, at, to_value from ticket_events order by 1, 2").fetchall(),
+        "clocks": db.execute("select ticket_id, metric, cycle, state, elapsed_seconds, due_at, breached_at from sla_clocks order by 1, 2, 3").fetchall(),
+        "journal": db.execute("select ticket_id, item, value, state from writebacks order by 1, 2").fetchall(),
+    }
+
+
+def markers(fake: Fake) -> list[str]:
+    return [marker for body in fake.writeback_summary().notes for marker in MARKER.findall(body)]
+
+
+class ConformanceSuite:
+    """Subclass with a ``harness`` fixture (or let ``suite_for`` make the class)."""
+
+    @pytest.fixture
+    def harness(self) -> Harness:
+        raise NotImplementedError("a conformance test class provides the harness fixture")
+
+    @pytest.fixture
+    def world(self, harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+        yield self._world(harness, tmp_path, monkeypatch, harness.tickets)
+
+    def _world(self, harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tickets: int, **options: Any) -> World:
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        fake = harness.make(tickets)
+        monkeypatch.setenv(TOKEN_ENV, fake.token)
+        monkeypatch.setattr("bridge.edges.http.time.sleep", lambda seconds: None)  # backoff and job polls: no real waits
+        return World(fake, write_config(tmp_path, fake, "https://conformance.invalid", **options), tmp_path / "store.db")
+
+    # -- write-back -----------------------------------------------------------------------
+
+    def test_a_second_sync_sends_no_write(self, world: World) -> None:
+        first = world.sync()
+        writes = world.fake.writes()
+        second = world.sync()
+        assert first.exit_code == 0 and first.total("writes_sent") > 0, first.source_docs()
+        assert second.exit_code == 0 and second.total("writes_sent") == 0
+        assert world.fake.writes() == writes  # not a single write request the second time
+
+    def test_each_breach_gets_exactly_one_note(self, world: World) -> None:
+        assert world.sync().exit_code == 0
+        assert world.sync().exit_code == 0
+        found = markers(world.fake)
+        assert found and len(found) == len(set(found)), "a note was posted twice"
+        noted = {row[0].removeprefix("note:") for row in world.db().execute("select item from writebacks where item like 'note:%' and state = 'sent'")}
+        assert set(found) == noted  # the journal knows every note on the helpdesk, and no other
+        breached = {f"[sla-bridge:{t}:{m}:{c}]" for t, m, c in world.db().execute("select ticket_id, metric, cycle from sla_clocks where state = 'breached'")}
+        assert set(found) <= breached  # a note only where a clock breached
+
+    # -- pulling --------------------------------------------------------------------------
+
+    def test_a_failed_run_resumes_from_the_saved_cursor(self, harness: Harness, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+        reference = self._world(harness, tmp_path / "reference", monkeypatch, harness.paged)
+        assert reference.sync(phases=("pull",)).exit_code == 0
+        world = self._world(harness, tmp_path / "resumed", monkeypatch, harness.paged)
+        world.fake.inject("500", path=harness.first_stream, after=1, times=100)
+        failed = world.sync(phases=("pull",))
+        assert failed.exit_code == 3 and failed.failed == ["src"]
+        kept = world.db().execute("select count(*) from tickets").fetchone()[0]
+        assert 0 < kept < reference.db().execute("select count(*) from tickets").fetchone()[0]
+        world.fake.faults.clear()  # type: ignore[attr-defined]
+        seen = len(world.fake.requests)
+        assert world.sync(phases=("pull",)).exit_code == 0
+        first_of_run = next(q for _, p, q in world.fake.requests[seen:] if harness.first_stream in p)
+        first_ever = next(q for _, p, q in world.fake.requests if harness.first_stream in p)
+        assert first_of_run != first_ever, "the second run started over instead of resuming"
+        assert end_state(world.store_path)["tickets"] == end_state(reference.store_path)["tickets"]
+        assert end_state(world.store_path)["events"] == end_state(reference.store_path)["events"]
+
+    def test_a_repeated_continuation_stops_the_source(self, harness: Harness, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+        world = self._world(harness, tmp_path, monkeypatch, harness.paged)
+        world.fake.inject("repeat", path=harness.first_stream, after=1, times=100)
+        report = world.sync()
+        assert report.exit_code == 3 and report.sources["src"].error_class == "PaginationError"
+        assert world.fake.writes() == 0  # a source that failed is not written to
+        assert world.db().execute("select count(*) from tickets").fetchone()[0] > 0  # the pages before are kept
+
+    def test_paging_that_never_ends_stops_at_the_page_bound(self, harness: Harness, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+        world = self._world(harness, tmp_path, monkeypatch, harness.tickets, max_pages=6)
+        world.fake.inject("endless", path=harness.first_stream, times=10_000)
+        report = world.sync()
+        assert report.exit_code == 3 and report.sources["src"].error_class == "PageBoundReached"
+        assert sum(1 for _, path, _ in world.fake.requests if harness.first_stream in path) == 6
+
+    def test_a_link_to_another_origin_is_never_followed(self, world: World) -> None:
+        busy = world.fake.busy_ticket()
+        if busy is None:
+            pytest.skip("this connector follows no link its helpdesk names")
+        world.fake.inject("foreign_links", times=1000)
+        connector = open_connector(world.config(), "src", transport=world.fake.transport())
+        try:
+            with pytest.raises(OffOriginLink, match="outside the source's origin"):
+                connector.note_exists(str(busy), "[sla-bridge:src:0:resolution:1]")
+        finally:
+            connector.http.client.close()
+        assert world.fake.foreign_requests == 0
+
+    def test_a_malformed_record_is_quarantined_and_the_rest_pulled(self, world: World) -> None:
+        world.fake.malform(2)
+        report = world.sync()
+        assert report.exit_code == 0 and report.total("quarantined") >= 1
+        db = world.db()
+        [(record_id, reason, raw)] = db.execute("select record_id, reason, raw from quarantine").fetchall()
+        assert record_id == "2" and reason and json.loads(raw)  # kept whole, with why
+        stored = {row[0] for row in db.execute("select external_id from tickets")}
+        assert "2" not in stored and {"1", "3"} <= stored
+
+    def test_retry_after_is_honoured(self, harness: Harness, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+        slept: list[float] = []
+        monkeypatch.setattr("bridge.edges.http.time.sleep", slept.append)
+        world.fake.inject("429", path=harness.first_stream, retry_after=7)
+        assert world.sync(phases=("pull",)).exit_code == 0
+        assert slept[:1] == [7.0]  # exactly what the helpdesk asked, before anything else
+
+    def test_unmapped_values_are_counted(self, world: World) -> None:
+        value = world.fake.unknown_value(3)
+        report = world.sync(phases=("pull",))
+        assert report.exit_code == 0
+        assert any(value in key and count >= 1 for key, count in report.sources["src"].unmapped.items()), report.sources["src"].unmapped
+
+    # -- killed anywhere ------------------------------------------------------------------
+
+    @pytest.mark.parametrize("point", CRASH_POINTS)
+    def test_killed_anywhere_the_next_run_ends_as_if_never_killed(self, harness: Harness, tmp_path: Path, point: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+        if not harness.serve:
+            pytest.skip("this fake cannot listen on a port for a real process")
+        reference, reference_notes = self._uninterrupted(harness, tmp_path / "reference", monkeypatch)
+        world = self._world(harness, tmp_path / "killed", monkeypatch, harness.tickets)
+        with world.served() as url:
+            write_config(world.config_path.parent, world.fake, url)
+            killed = world.cli("sync", "--now", NOW, env={"_SLA_BRIDGE_CRASH_AT": point})
+            assert killed.returncode == -signal.SIGKILL, (killed.stdout, killed.stderr)
+            again = world.cli("sync", "--now", NOW)
+            assert again.returncode == 0, again.stderr
+        state, notes = end_state(world.store_path), sorted(markers(world.fake))
+        for table in ("tickets", "events", "clocks", "journal"):
+            assert state[table] == reference[table], f"{table} differs after a kill at {point}"
+        assert len(notes) == len(set(notes)), f"a note was posted twice after a kill at {point}"
+        assert notes == reference_notes
+
+    _references: dict[tuple[str, int], tuple[dict[str, list[tuple[Any, ...]]], list[str]]] = {}  # a cache, per harness
+
+    def _uninterrupted(self, harness: Harness, folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, list[tuple[Any, ...]]], list[str]]:
+        """One uninterrupted sync by the real CLI: what every killed run must end as (computed once)."""
+        key = (harness.system, harness.tickets)
+        if key not in self._references:
+            world = self._world(harness, folder, monkeypatch, harness.tickets)
+            with world.served() as url:
+                write_config(world.config_path.parent, world.fake, url)
+                done = world.cli("sync", "--now", NOW)
+                assert done.returncode == 0, done.stderr
+            self._references[key] = (end_state(world.store_path), sorted(markers(world.fake)))
+        return self._references[key]
+
+
+def sandbox_harness(system: str) -> Harness:
+    """The harness of a registered connector's sandbox (its ``for_tests``, ``first_stream``, ``page_size``)."""
+    from bridge.framework.registry import sandbox_class
+
+    cls = sandbox_class(system)
+    return Harness(system, make=lambda tickets: cls.for_tests(tickets, anchor=ANCHOR), first_stream=cls.first_stream,
+                   paged=cls.page_size + cls.page_size // 5 + 1)
+
+
+def suite_for(harness: Harness) -> type[ConformanceSuite]:
+    """A test class running the whole suite against ``harness``."""
+
+    class Suite(ConformanceSuite):
+        @pytest.fixture
+        def harness(self) -> Harness:
+            return harness
+
+    Suite.__name__ = Suite.__qualname__ = f"TestConformance{harness.system.title().replace('-', '')}"
+    return Suite
