@@ -13,7 +13,7 @@ import respx
 from bridge.config import load_config
 from bridge.edges.http import RetryPolicy, SourceClient, build_client
 from bridge.edges.store import Store
-from bridge.errors import RetryLater
+from bridge.errors import CursorRefused, OffOriginLink, PageBoundReached, PaginationError, RetryLater
 from bridge.model import Note, Ticket, WritebackPlan
 from connectors.zendesk import ZendeskConnector
 from tests.conftest import pages
@@ -246,3 +246,74 @@ def test_a_note_that_timed_out_is_not_posted_again(connector):
 def test_api_tokens_authenticate_as_email_slash_token(connector):
     header = connector.http.client.auth.auth_flow(httpx.Request("GET", URL)).__next__().headers["Authorization"]
     assert base64.b64decode(header.removeprefix("Basic ")).decode() == "bot@acme.example/token:tok-abcdef"
+
+
+# -- found in review: loops, shapes and cursors that used to end the run -------------------------
+
+
+@respx.mock
+def test_an_agent_list_that_never_ends_stops_at_the_page_bound(connector):
+    """It used to loop for ever (992 requests in 45 s against a server that kept saying has_more)."""
+    connector.http.max_pages = 5
+    counter = iter(range(10**6))
+    route = respx.get(USERS).mock(side_effect=lambda request: httpx.Response(200, json={
+        "users": [], "meta": {"has_more": True, "after_cursor": f"c{next(counter)}"}}))
+    with pytest.raises(PageBoundReached):
+        connector.agent_ids()
+    assert route.call_count == 5
+
+
+@respx.mock
+def test_comments_whose_next_page_repeats_stop_instead_of_looping(connector):
+    route = respx.get(f"{URL}/api/v2/tickets/5/comments.json").mock(return_value=httpx.Response(200, json={
+        "comments": [], "next_page": f"{URL}/api/v2/tickets/5/comments.json?page=2"}))
+    with pytest.raises(PaginationError):
+        connector.note_exists("5", "[sla-bridge:zd:5:resolution:1]")
+    assert route.call_count == 2
+
+
+@respx.mock
+def test_comments_whose_next_page_is_on_another_host_are_never_fetched(connector):
+    elsewhere = respx.get("http://collector.example.net/page2").mock(return_value=httpx.Response(200, json={"comments": []}))
+    respx.get(f"{URL}/api/v2/tickets/5/comments.json").mock(return_value=httpx.Response(200, json={
+        "comments": [], "next_page": "http://collector.example.net/page2"}))
+    with pytest.raises(OffOriginLink):
+        connector.note_exists("5", "[sla-bridge:zd:5:resolution:1]")
+    assert elsewhere.call_count == 0  # the Authorization header never left for it
+
+
+@respx.mock
+@pytest.mark.parametrize(("shape", "reason"), [
+    ({"priority": ["urgent"]}, "the priority is ['urgent'], not a value"),
+    ({"status": {"name": "open"}}, "the status is {'name': 'open'}, not a value"),
+    ({"created_at": 1790000000}, "ticket 1: created_at is 1790000000, not an ISO 8601 time"),
+])
+def test_a_ticket_of_an_unexpected_shape_is_quarantined_not_a_crash(connector, shape, reason):
+    no_history()
+    respx.get(EXPORT).mock(return_value=httpx.Response(200, json=page([raw_ticket(1, **shape), raw_ticket(2)], "c", True)))
+    [tickets] = [p for p in pages(connector, {}, now=NOW) if p.stream == "tickets"]
+    assert [t.external_id for t in tickets.tickets] == ["2"]
+    assert [(q.record_id, q.reason) for q in tickets.quarantined] == [("1", reason)]
+
+
+@respx.mock
+def test_tickets_that_are_a_string_quarantine_the_page_not_the_run(connector):
+    no_history()
+    respx.get(EXPORT).mock(return_value=httpx.Response(200, json={**page([], "c1", True), "tickets": "<html>"}))
+    walked = list(pages(connector, {}, now=NOW))
+    [tickets] = [p for p in walked if p.stream == "tickets"]
+    assert tickets.cursor == "c1" and "are a str, not a list" in tickets.quarantined[0].reason
+    assert [p.stream for p in walked] == ["tickets", "ticket_events"]  # the history still came
+
+
+@respx.mock
+def test_an_events_page_that_ends_in_2100_is_refused_and_its_cursor_not_kept(connector, tmp_path):
+    respx.get(EXPORT).mock(return_value=httpx.Response(200, json=page([], "c", True)))
+    respx.get(USERS).mock(return_value=httpx.Response(200, json={"users": [{"id": 100}], "meta": {"has_more": False}}))
+    far = int(datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp())
+    respx.get(EVENTS).mock(return_value=httpx.Response(200, json={"ticket_events": [], "end_time": far, "end_of_stream": True}))
+    with Store.open(tmp_path / "s.db") as store:
+        with pytest.raises(CursorRefused, match="2100-01-01"):
+            for p in pages(connector, {}, now=NOW):
+                store.save_page("zd", p)
+        assert store.cursor("zd", "ticket_events") is None  # the next run starts from where it did, not from 2100
