@@ -17,7 +17,9 @@ validated by the model its connector declares (found through :mod:`bridge.framew
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import json
 import os
 import re
 import tomllib
@@ -218,6 +220,8 @@ def load_config(
     except ValidationError as error:
         # Every problem in one pass: the sources' own keys too, as far as their tables are tables.
         tables = data.get("sources")
+        if isinstance(tables, dict) and environ:
+            tables = _with_environment(tables)
         found = _validate_sources({k: v for k, v in tables.items() if isinstance(v, dict)})[1] if isinstance(tables, dict) else []
         raise ConfigError(describe_errors(error) + found, file=file_label) from None
     except SettingsError as error:
@@ -286,7 +290,7 @@ def _env_path_problem(parts: list[str], data: Any, root: Any = Settings, done: t
                     )
             annotation = typing.get_args(annotation)[1]
         elif typing.get_origin(annotation) is list:
-            return f"{where} is a list: set the whole list as JSON in {ENV_PREFIX}{where.upper()}, or edit the file"
+            return f"{where} is a list: set the whole list as JSON in {ENV_PREFIX}{where.replace('.', '__').upper()}, or edit the file"
         else:
             return f"{where} has no keys below it"
         node = node.get(part) if isinstance(node, dict) else None
@@ -335,7 +339,7 @@ def _validate_sources(tables: typing.Mapping[str, dict[str, Any]]) -> tuple[dict
                 problems.extend(describe_errors(error, where, root=_SharedKeys))
             continue
         try:
-            model = cls.config_model.model_validate(table)
+            model = cls.config_model.model_validate(_decode_structured(table, cls.config_model))
         except ValidationError as error:
             problems.extend(describe_errors(error, where, root=cls.config_model))
             continue
@@ -343,6 +347,44 @@ def _validate_sources(tables: typing.Mapping[str, dict[str, Any]]) -> tuple[dict
         problems.extend(found)
         sources[name] = checked
     return sources, problems
+
+
+def _decode_structured(table: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """Values from the environment are text: where the model wants a table or a list, read the
+    text as JSON (``SLA_BRIDGE_SOURCES__ZD__PRIORITIES='{"p": "p1"}'``), as pydantic-settings does
+    for the sections it types itself; text that is not JSON is left for validation to report."""
+    decoded = dict(table)
+    for key, value in table.items():
+        info = model.model_fields.get(key)
+        if info is None:
+            continue
+        annotation = _unwrap(info.annotation)
+        if isinstance(value, str) and typing.get_origin(annotation) in (dict, list) and value.lstrip()[:1] in ("{", "["):
+            with contextlib.suppress(json.JSONDecodeError):
+                decoded[key] = json.loads(value)
+        elif isinstance(value, dict) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            decoded[key] = _decode_structured(value, annotation)
+    return decoded
+
+
+def _with_environment(tables: dict[str, Any]) -> dict[str, Any]:
+    """The file's source tables with the ``SLA_BRIDGE_SOURCES__NAME__KEY`` values laid over them
+    (on the path where the whole file failed to validate, so the sources are checked as they run)."""
+    merged: dict[str, Any] = {name: dict(table) if isinstance(table, dict) else table for name, table in tables.items()}
+    prefix = f"{ENV_PREFIX}SOURCES__"
+    for variable, value in os.environ.items():
+        if not variable.upper().startswith(prefix):
+            continue
+        path = variable[len(prefix):].lower().split("__")
+        node = merged.get(path[0])
+        if len(path) < 2 or not isinstance(node, dict):
+            continue
+        for part in path[1:-1]:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[path[-1]] = value
+    return merged
 
 
 def _fit_writeback(name: str, source: SourceConfig, cls: type[Connector]) -> tuple[SourceConfig, list[str]]:

@@ -398,3 +398,25 @@ def test_db_option_is_taken_from_the_current_folder(write_config, tmp_path, monk
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
     assert load_config(path).store_path("mine.db") == tmp_path / "work" / "mine.db"
+
+
+def test_a_structured_source_value_can_come_from_the_environment(write_config, monkeypatch):
+    path = write_config(SOURCE)
+    monkeypatch.setenv("SLA_BRIDGE_SOURCES__ZD__PRIORITIES", '{"critical": "p1"}')
+    monkeypatch.setenv("SLA_BRIDGE_SOURCES__ZD__WRITEBACK__ENABLED", "true")
+    source = load_config(path).sources["zd"]
+    assert source.priorities == {"critical": "p1"} and source.writeback.enabled is True
+
+
+def test_when_the_file_fails_elsewhere_the_source_is_still_checked_as_the_environment_sets_it(write_config, monkeypatch):
+    path = write_config(SOURCE.replace("https://acme.zendesk.com", "http://acme.zendesk.com") + POLICY + "warn_at = 7\n")
+    monkeypatch.setenv("SLA_BRIDGE_SOURCES__ZD__URL", "https://acme.zendesk.com")  # the fix, from cron's environment
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == ["policies[0].warn_at: input should be less than 1 (got 7)"]
+
+
+def test_a_list_hint_names_a_variable_that_can_exist(write_config, run):
+    path = write_config('[calendars.berlin]\ntimezone = "Europe/Berlin"\n')
+    result = run("--config", str(path), "check", env={"SLA_BRIDGE_CALENDARS__BERLIN__HOLIDAYS__0": "2026-12-24"})
+    assert "set the whole list as JSON in SLA_BRIDGE_CALENDARS__BERLIN__HOLIDAYS" in result.stderr

@@ -317,10 +317,10 @@ class SourceClient:
 
     def _check_origin(self, method: str, url: str) -> None:
         target = httpx.URL(url)
-        if not target.is_absolute_url:
-            return
         base = self.client.base_url
-        if origin_of(target) != origin_of(base):
+        if not target.is_absolute_url and not target.scheme and not target.host and not url.startswith("//"):
+            return  # a path on the source
+        if not target.is_absolute_url or origin_of(target) != origin_of(base):
             shown = redact(str(target.copy_with(query=None)))[:200]
             raise OffOriginLink(
                 f"{method} {shown}: the vendor's response named a URL outside the source's origin "

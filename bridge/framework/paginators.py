@@ -109,6 +109,8 @@ def _flag(value: Any, where: str) -> bool | None:
 class Paginator(ABC):
     """Reads a page's continuation and applies it to the next request; one instance per walk."""
 
+    counts_records = False  # True: the next page is found from this page's records
+
     def __init__(self) -> None:
         self._seen: set[str] = set()
 
@@ -189,6 +191,8 @@ class TokenPaginator(CursorPaginator):
 
     def read(self, request: Request, response: httpx.Response, data: Any, records: Sequence[Any]) -> Turn:
         turn = super().read(request, response, data, records)
+        if turn.token is None and dig(data, self.end_path or "") is False:
+            return Turn(None, True)  # isLast: false with no token: the loop says so rather than stop short
         # The last page omits the token and may omit isLast too: no token is the end.
         return Turn(turn.token, turn.more and turn.token is not None)
 
@@ -225,6 +229,8 @@ class OffsetPaginator(Paginator):
     offset: :meth:`follow` stops that.
     """
 
+    counts_records = True
+
     def __init__(self, *, param: str = "startAt", start: int = 0, is_last: str | None = "isLast",
                  total: str | None = "total") -> None:
         super().__init__()
@@ -257,6 +263,8 @@ class KeysetPaginator(Paginator):
     row ACLs are applied after the limit (ServiceNow).
     """
 
+    counts_records = True
+
     def __init__(self, *, position: Callable[[Any], tuple[str, str]],
                  after: Callable[[Request, tuple[str, str]], Request]) -> None:
         super().__init__()
@@ -265,7 +273,12 @@ class KeysetPaginator(Paginator):
     def read(self, request: Request, response: httpx.Response, data: Any, records: Sequence[Any]) -> Turn:
         if not records:
             return Turn(None, False)
-        return Turn(json.dumps(list(self.position(records[-1]))), True)
+        for raw in reversed(records):  # the last record whose position can be read (a malformed one is quarantined)
+            try:
+                return Turn(json.dumps(list(self.position(raw))), True)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+                continue
+        raise PaginationError("no record on the page has a readable position; cannot tell where the next page starts")
 
     def apply(self, request: Request, token: str) -> Request:
         time, key = json.loads(token)

@@ -60,6 +60,10 @@ def epoch_seconds(cursor: str) -> datetime:
 class Resume(ABC):
     """How a stream's saved cursor becomes its first request, and what cursor follows a page."""
 
+    # Whether the first cursor of a walk from nothing can be held to the horizon: a token walk
+    # starts exactly there; a coarse filter (a watermark's) may return records a little older.
+    starts_at_horizon = True
+
     @abstractmethod
     def first(self, request: Request, paginator: Paginator, cursor: str | None, horizon: datetime) -> Request:
         """The walk's first request: from ``cursor`` when one is saved, else from ``horizon``."""
@@ -69,7 +73,11 @@ class Resume(ABC):
         """The cursor to save with a page (None keeps the saved one)."""
 
     def instant(self, cursor: str) -> datetime | None:
-        """The instant a cursor stands at, where it is a time (checked against ``now``)."""
+        """The instant a cursor stands at, where it is a time (checked against the clock)."""
+        return None
+
+    def record_instant(self, raw: Any) -> datetime | None:
+        """The instant a raw record changed, where the cursor is made of records' instants."""
         return None
 
 
@@ -99,10 +107,15 @@ class FromToken(Resume):
 class FromWatermark(Resume):
     """The records' own (instant, key) are the cursor; each walk starts again a little before it.
 
+    A watermark never moves back (it is the greatest position seen), and its first one may lie
+    before the horizon: the filter is coarse.
+
     For coarse "changed since" filters (see :mod:`bridge.framework.watermark`): ``position`` reads
     a raw record's (instant, tiebreak key); ``since`` makes the base request for records changed
     at or after an instant. Within a walk the paginator's tokens are only used for that walk.
     """
+
+    starts_at_horizon = False
 
     def __init__(self, *, position: Callable[[Any], tuple[datetime, str]], since: Callable[[Request, datetime], Request],
                  overlap: timedelta, granularity: timedelta = timedelta(seconds=1)) -> None:
@@ -127,6 +140,12 @@ class FromWatermark(Resume):
 
     def instant(self, cursor: str) -> datetime | None:
         return Watermark.decode(cursor).at
+
+    def record_instant(self, raw: Any) -> datetime | None:
+        try:
+            return self.position(raw)[0]
+        except Exception:  # noqa: BLE001 - unreadable: the record is quarantined by its normalise
+            return None
 
 
 def _first_id(raw: Any) -> str:
@@ -185,24 +204,44 @@ def _describe(request: Request) -> str:
     return request.url + (f"?{query}" if query else "")
 
 
-def _normalise_page(stream: Stream, source: str, request: Request, data: Any) -> tuple[Page, list[Any]]:
+def _record_id(stream: Stream, raw: Any) -> str:
+    try:
+        return stream.record_id(raw)
+    except Exception:  # noqa: BLE001 - the id of a record too broken to name
+        return "?"
+
+
+def _normalise_page(stream: Stream, source: str, request: Request, data: Any, limit: datetime) -> tuple[Page, list[Any] | None]:
+    """The page's normalised records and quarantine, and its raw records (None: they cannot be found)."""
     page = Page(tickets=[], events=[], cursor=None, stream=stream.name)
-    raw_records = _records_of(stream.records, data)
-    if raw_records is None:
-        raw_records = []
     problem: str | None = None
-    if not isinstance(raw_records, list):
+    try:
+        found = _records_of(stream.records, data)
+    except Exception as error:  # noqa: BLE001 - a page whose records cannot be found is kept whole
+        found, problem = None, f"the page's records cannot be found ({_reason(error)})"
+    if found is None and problem is None:
+        found = []
+    if problem is None and not isinstance(found, list):
         where = stream.records if isinstance(stream.records, str) else "records"
-        problem = f"the page's records ({where}) are a {type(raw_records).__name__}, not a list"
-    else:
-        try:
-            context = stream.context(data)
-        except Exception as error:  # noqa: BLE001 - a page whose shared parts cannot be read is kept whole
-            problem = f"the page's shared records cannot be read ({_reason(error)})"
-    if problem is not None or not isinstance(raw_records, list):
+        problem = f"the page's records ({where}) are a {type(found).__name__}, not a list"
+    if problem is not None or not isinstance(found, list):
         page.quarantined.append(QuarantinedRecord(source, f"{stream.name} page {_describe(request)}"[:500], problem or "", data))
-        return page, []
-    for raw in raw_records:
+        return page, None
+    context: Any = None
+    shared_problem: str | None = None
+    try:
+        context = stream.context(data)
+    except Exception as error:  # noqa: BLE001 - without what they share, each record is kept aside, with why
+        shared_problem = f"the page's shared records cannot be read ({_reason(error)})"
+    for raw in found:
+        changed = stream.resume.record_instant(raw)
+        if shared_problem is not None:
+            page.quarantined.append(QuarantinedRecord(source, _record_id(stream, raw), shared_problem, raw))
+            continue
+        if changed is not None and changed > limit:
+            page.quarantined.append(QuarantinedRecord(
+                source, _record_id(stream, raw), f"changed at {changed:%Y-%m-%d %H:%M:%S} UTC, beyond now: not trusted", raw))
+            continue
         try:
             for record in stream.normalise(raw, context):
                 if isinstance(record, Ticket):
@@ -210,12 +249,8 @@ def _normalise_page(stream: Stream, source: str, request: Request, data: Any) ->
                 else:
                     page.events.append(record)
         except Exception as error:  # noqa: BLE001 - any failure of one record quarantines that record
-            try:
-                record_id = stream.record_id(raw)
-            except Exception:  # noqa: BLE001
-                record_id = "?"
-            page.quarantined.append(QuarantinedRecord(source, record_id, _reason(error), raw))
-    return page, raw_records
+            page.quarantined.append(QuarantinedRecord(source, _record_id(stream, raw), _reason(error), raw))
+    return page, found
 
 
 def _send(http: SourceClient, request: Request) -> tuple[httpx.Response, Any]:
@@ -224,7 +259,11 @@ def _send(http: SourceClient, request: Request) -> tuple[httpx.Response, Any]:
 
 def read_stream(stream: Stream, http: SourceClient, *, cursor: str | None, horizon: datetime,
                 now: datetime) -> Iterator[Page]:
-    """The pages of one walk of ``stream``, each with the cursor that resumes after it."""
+    """The pages of one walk of ``stream``, each with the cursor that resumes after it.
+
+    ``now`` is the instant being evaluated (``--now`` may put it in the past); what a cursor or a
+    record may not pass is the later of it and this machine's clock, plus :data:`CLOCK_SKEW`.
+    """
     source = http.source
     try:
         paginator = stream.paginator()
@@ -243,12 +282,18 @@ def read_stream(stream: Stream, http: SourceClient, *, cursor: str | None, horiz
                     source=source,
                 )
             response, data = _send(http, request)
-            page, raw_records = _normalise_page(stream, source, request, data)
+            limit = max(now, http.policy.clock()) + CLOCK_SKEW
+            page, raw_records = _normalise_page(stream, source, request, data, limit)
+            if raw_records is None and paginator.counts_records:
+                yield page  # kept in quarantine; the cursor stays where it was
+                raise PaginationError("a page's records cannot be read, and this paginator needs them to find the next page")
+            records = raw_records or []
             if stream.expand is not None and page.tickets:
                 page.events.extend(stream.expand(page.tickets))
-            turn = paginator.read(request, response, data, raw_records)
-            following = stream.resume.after(cursor, turn, raw_records)
-            _refuse_future(stream, following, now, source)
+            turn = paginator.read(request, response, data, records)
+            trusted = [raw for raw in records if (stream.resume.record_instant(raw) or limit) <= limit]
+            following = stream.resume.after(cursor, turn, trusted)
+            _check_cursor(stream, following, cursor, horizon, limit, source)
             page.cursor = following
             page.done = not turn.more
             yield page
@@ -265,34 +310,52 @@ def read_stream(stream: Stream, http: SourceClient, *, cursor: str | None, horiz
         raise PaginationError(f"stream {stream.name!r}: {error.detail}{hint}", source=source) from None
 
 
-def _refuse_future(stream: Stream, cursor: str | None, now: datetime, source: str) -> None:
-    if cursor is None:
+def _check_cursor(stream: Stream, cursor: str | None, previous: str | None, horizon: datetime, limit: datetime,
+                  source: str) -> None:
+    """A time cursor moves forward, from the horizon on, and never past ``limit``."""
+    if cursor is None or cursor == previous:
         return
     try:
         instant = stream.resume.instant(cursor)
+        floor = stream.resume.instant(previous) if previous else horizon if stream.resume.starts_at_horizon else None
     except (TypeError, ValueError, OverflowError, OSError):
         raise CursorRefused(f"stream {stream.name!r}: the page's cursor {cursor[:80]!r} is not a time", source=source) from None
-    if instant is not None and instant > now + CLOCK_SKEW:
+    if instant is None:
+        return
+    if instant > limit:
         raise CursorRefused(
             f"stream {stream.name!r}: the page would move the cursor to {instant:%Y-%m-%d %H:%M:%S} UTC, beyond now "
-            f"({now:%Y-%m-%d %H:%M:%S} UTC); the page was not kept and the saved cursor stays. If the helpdesk's clock "
-            "is right and ours is wrong, fix this machine's clock",
+            f"({limit - CLOCK_SKEW:%Y-%m-%d %H:%M:%S} UTC); the page was not kept and the saved cursor stays. If the "
+            "helpdesk's clock is right and ours is wrong, fix this machine's clock",
+            source=source,
+        )
+    if floor is not None and instant < floor:
+        raise CursorRefused(
+            f"stream {stream.name!r}: the page would move the cursor back to {instant:%Y-%m-%d %H:%M:%S} UTC, before "
+            f"{floor:%Y-%m-%d %H:%M:%S} UTC where it stood; the page was not kept and the saved cursor stays",
             source=source,
         )
 
 
 def paginate(http: SourceClient, request: Request, paginator: Paginator, *,
-             records: str | Callable[[Any], Any] = _whole_data) -> Iterator[Any]:
-    """Every page of a look-up (its decoded body), under the same guards as a stream."""
+             records: str | Callable[[Any], Any] | None = None) -> Iterator[Any]:
+    """Every page of a look-up (its decoded body), under the same guards as a stream.
+
+    ``records`` says where a page's records are; offset and keyset paginators need it.
+    """
+    if records is None and paginator.counts_records:
+        raise ValueError(f"{type(paginator).__name__} finds the next page from the records: pass records= to paginate")
     try:
         for number in range(1, http.max_pages + 2):
             if number > http.max_pages:
                 raise PageBoundReached(f"{request.url} returned more than {http.max_pages:,} pages (http.max_pages); stopped",
                                        source=http.source)
             response, data = _send(http, request)
-            found = _records_of(records, data)
+            found = _records_of(records, data) if records is not None else []
+            if not isinstance(found, list):
+                raise PaginationError(f"the page's records are a {type(found).__name__}, not a list")
             yield data
-            turn = paginator.read(request, response, data, found if isinstance(found, list) else [])
+            turn = paginator.read(request, response, data, found)
             if not turn.more:
                 return
             if turn.token is None:

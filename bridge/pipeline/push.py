@@ -71,6 +71,9 @@ class Push:
     def recover(self) -> None:
         """Notes whose push may have happened (a crash, an unknown outcome): look before re-sending."""
         for row in self.store.intents(self.source):
+            if row["item"].startswith("field:") and row["item"] != f"field:{self.settings.status_field}":
+                self.store.journal_forget(row["ticket_id"], row["item"])  # a field the config no longer writes
+                continue
             if not row["item"].startswith("note:"):
                 continue  # fields and tags are idempotent: the plan simply sends them again
             try:

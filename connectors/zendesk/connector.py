@@ -17,6 +17,7 @@ says where things are.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -214,10 +215,11 @@ class ZendeskConnector(Connector):
                 idempotent=not plan.notes,  # a note must never be posted twice by a blind retry
             )
             if response.status_code in (404, 422):
-                # This ticket only: it is gone, or refuses updates (a closed ticket is read-only).
                 body = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
                 detail = f"{response.status_code} {body.get('error', '')}: {body.get('description', '')}".strip()
-                return WritebackResult.of(plan, "refused", detail)
+                self._refuse_bad_field(plan, body)  # the config's fault: stop, leave every item to retry once fixed
+                # This ticket only: it is gone, or refuses updates (a closed ticket is read-only).
+                return WritebackResult.of(plan, "refused", f"{detail} {_details(body)}".strip())
             if response.status_code != 409:
                 ticket = response.json().get("ticket") or {}
                 return WritebackResult.of(plan, "sent", version=ticket.get("updated_at"))
@@ -244,9 +246,29 @@ class ZendeskConnector(Connector):
             for offset in range(0, len(members), BULK_SIZE)
         ]
         for wave in range(0, len(batches), JOB_WAVE):
-            yield from self._bulk_wave(batches[wave : wave + JOB_WAVE])
+            results, bad_field = self._bulk_wave(batches[wave : wave + JOB_WAVE])
+            yield from results
+            if bad_field is not None:
+                plan, detail = bad_field
+                self._refuse_bad_field(plan, {"details": detail}, always=True)
 
-    def _bulk_wave(self, batches: list[tuple[list[WritebackPlan], dict[str, Any]]]) -> list[WritebackResult]:
+    def _refuse_bad_field(self, plan: WritebackPlan, body: Any, *, always: bool = False) -> None:
+        """A field of ours that Zendesk refuses (unknown, or a drop-down without our value) is the
+        config's problem, the same on every ticket: stop the source and say what to change."""
+        text = json.dumps(body)
+        for spec in plan.set_fields:
+            number = spec.removeprefix("custom_field:")
+            if always or f'"ticket_field_id": {number}' in text or re.search(rf"\b{number}\b", _details(body)):
+                raise BadRequest(
+                    f"Zendesk refused {spec} on ticket {plan.external_id} ({_details(body) or text[:200]}); check "
+                    f"sources.{self.name}.writeback.status_field: it must be a text field, or a drop-down whose options "
+                    "include breached, at_risk, on_track and met. Nothing was marked as done; the next run writes again",
+                    source=self.name,
+                )
+
+    def _bulk_wave(self, batches: list[tuple[list[WritebackPlan], dict[str, Any]]]
+                   ) -> tuple[list[WritebackResult], tuple[WritebackPlan, str] | None]:
+        """Each plan's result, and the first plan whose field Zendesk refused (with why), if any."""
         jobs: dict[str, list[WritebackPlan]] = {}
         for members, change in batches:
             ids = ",".join(plan.external_id for plan in members)
@@ -269,16 +291,25 @@ class ZendeskConnector(Connector):
             raise BadRequest(f"update_many jobs {', '.join(j for j in jobs if j not in finished)} did not finish after {JOB_POLLS} polls",
                              source=self.name)
         results = []
+        bad_field: tuple[WritebackPlan, str] | None = None
         for job_id, members in jobs.items():
-            by_id = {str(r.get("id")): r for r in finished[job_id].get("results") or []}
+            job = finished[job_id]
+            by_id = {str(r.get("id")): r for r in job.get("results") or [] if isinstance(r, dict)}
             for plan in members:
-                outcome = by_id.get(plan.external_id, {})
-                if outcome.get("success"):
+                outcome = by_id.get(plan.external_id)
+                if outcome is None:
+                    # A failed or killed job, or a ticket it does not report on: nothing says whether it
+                    # was updated. The intents stay open; the (idempotent) change is planned again.
+                    results.append(WritebackResult.of(plan, "conflict", f"update_many job {job.get('status')}: no result"))
+                elif outcome.get("success"):
                     results.append(WritebackResult.of(plan, "sent"))
+                elif outcome.get("error") == "TicketNotFound" or "closed prevents ticket update" in str(outcome.get("details")):
+                    results.append(WritebackResult.of(plan, "refused", str(outcome.get("details") or outcome.get("error"))))
                 else:
-                    detail = str(outcome.get("details") or outcome.get("error") or finished[job_id].get("status"))
-                    results.append(WritebackResult.of(plan, "refused", detail))
-        return results
+                    if outcome.get("error") == "RecordInvalid" and plan.set_fields:
+                        bad_field = bad_field or (plan, str(outcome.get("details")))
+                    results.append(WritebackResult.of(plan, "conflict", str(outcome.get("details") or outcome.get("error"))))
+        return results, bad_field
 
     def _current(self, external_id: str) -> tuple[str | None, list[str]]:
         """The ticket's updated_at and tags as they are now."""
@@ -298,6 +329,15 @@ class ZendeskConnector(Connector):
             # refuses it if they changed since.
             change["tags"] = [t for t in tags if t not in removing] + [t for t in plan.add_tags if t not in tags]
         return change
+
+
+def _details(body: Any) -> str:
+    """Zendesk's validation details (``{"details": {"base": [{"description": ...}]}}``) as one line."""
+    details = body.get("details") if isinstance(body, dict) else None
+    if isinstance(details, dict):
+        return "; ".join(str(item.get("description")) for items in details.values() if isinstance(items, list)
+                         for item in items if isinstance(item, dict))
+    return "" if details is None else str(details)
 
 
 def _bulk_change(add: list[str], remove: list[str], fields: dict[str, Any]) -> dict[str, Any]:

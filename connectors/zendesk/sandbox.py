@@ -43,6 +43,8 @@ SLA_STATUS_FIELD = 360000000102
 STATUSES = {"open": "open", "waiting_customer": "pending", "resolved": "solved"}
 PRIORITIES = {"p1": "urgent", "p2": "high", "p3": "normal", "p4": "low"}
 COMMENTS_PER_PAGE = 100
+QUEUED_JOBS = 30  # jobs an account may have queued or working at once
+TICKET_UPDATES = (30, 600.0)  # updates to one ticket in a window of seconds
 
 
 def _iso(moment: datetime) -> str:
@@ -99,6 +101,8 @@ class ZendeskSandbox(SandboxServer):
         self._stamps: list[int] = []  # their timestamps, for bisecting
         self.comments: dict[int, list[dict[str, Any]]] = {}
         self.jobs: dict[str, _Job] = {}
+        self.kill_jobs = 0  # the next this many jobs are killed by Zendesk (a deploy, a timeout)
+        self._ticket_updates: dict[int, SlidingWindow] = {}
         self._next_event_id = 9_000_000_000
         self._next_child_id = 7_000_000_000
         self._endless = 0
@@ -497,6 +501,13 @@ class ZendeskSandbox(SandboxServer):
             return self._closed()
         if change.get("safe_update") and change.get("updated_stamp") != ticket["updated_at"]:
             return json_response(409, {"error": "DatabaseConflict", "description": "Database collision"})
+        window = self._ticket_updates.setdefault(number, SlidingWindow(*TICKET_UPDATES))
+        now = self.now().timestamp()
+        if window.full(now):
+            # https://developer.zendesk.com/api-reference/introduction/rate-limits/ (updates to a single ticket)
+            return json_response(429, {"error": "APIRateLimitExceeded", "description": "Too many updates to this ticket"},
+                                 headers={"Retry-After": str(window.resets_in(now))})
+        window.add(now)
         invalid = self._invalid_fields(change.get("custom_fields", []))
         if invalid:
             return invalid
@@ -506,13 +517,24 @@ class ZendeskSandbox(SandboxServer):
         return json_response(200, {"ticket": ticket, "audit": audit})
 
     def _invalid_fields(self, custom_fields: list[dict[str, Any]]) -> httpx.Response | None:
-        known = {SERVICE_FIELD, SLA_STATUS_FIELD}
-        unknown = [f.get("id") for f in custom_fields if f.get("id") not in known]
-        if not unknown:
+        problems = self._field_problems(custom_fields)
+        if not problems:
             return None
         return json_response(422, {"error": "RecordInvalid", "description": "Record validation errors",
-                                "details": {"base": [{"description": f"Unknown ticket field {fid}", "error": None, "ticket_field_id": fid}
-                                                     for fid in unknown]}})
+                                   "details": {"base": problems}})
+
+    @staticmethod
+    def _field_problems(custom_fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Unknown fields, and values a drop-down (tagger) field has no option for."""
+        problems = []
+        for item in custom_fields:
+            fid = item.get("id")
+            if fid not in (SERVICE_FIELD, SLA_STATUS_FIELD):
+                problems.append({"description": f"Unknown ticket field {fid}", "error": None, "ticket_field_id": fid})
+            elif fid == SERVICE_FIELD and item.get("value") not in (*SERVICES, None):
+                problems.append({"description": f"Service: {item.get('value')} is not a valid option", "error": "InvalidValue",
+                                 "ticket_field_id": fid})
+        return problems
 
     def _apply_change(self, number: int, change: dict[str, Any]) -> list[dict[str, Any]]:
         ticket = self.tickets[number]
@@ -545,6 +567,9 @@ class ZendeskSandbox(SandboxServer):
         change = body.get("ticket")
         if not ids or not isinstance(change, dict) or len(ids) > 100:
             return json_response(400, {"error": "InvalidValue", "description": "ids (at most 100) and ticket are required"})
+        if sum(1 for queued in self.jobs.values() if queued.status in ("queued", "working")) >= QUEUED_JOBS:
+            return json_response(429, {"error": "TooManyJobs", "description": f"Number of queued jobs ({QUEUED_JOBS}) exceeded"},
+                                 headers={"Retry-After": "10"})
         job = _Job(id=f"{len(self.jobs) + 1:032x}", ticket_ids=ids, change=change)
         self.jobs[job.id] = job
         return json_response(200, {"job_status": self._job_view(job)})
@@ -559,7 +584,11 @@ class ZendeskSandbox(SandboxServer):
         """A job moves queued -> working -> completed, one step per look at it."""
         if job.status == "queued":
             job.status = "working"
+        elif job.status == "working" and self.kill_jobs > 0:
+            self.kill_jobs -= 1
+            job.status = "killed"  # no results: nothing says which tickets were updated
         elif job.status == "working":
+            invalid = "; ".join(problem["description"] for problem in self._field_problems(job.change.get("custom_fields", [])))
             for index, number in enumerate(job.ticket_ids):
                 ticket = self.tickets.get(number)
                 if ticket is None or ticket["status"] == "deleted":
@@ -570,6 +599,10 @@ class ZendeskSandbox(SandboxServer):
                     job.results.append({"index": index, "id": number, "action": "update", "success": False,
                                         "error": "TicketUpdateFailed", "details": "Status: closed prevents ticket update"})
                     continue
+                if invalid:
+                    job.results.append({"index": index, "id": number, "action": "update", "success": False,
+                                        "error": "RecordInvalid", "details": invalid})
+                    continue
                 children = self._apply_change(number, job.change)
                 if children:
                     self._record(number, self.now(), BOT_ID, children)
@@ -578,7 +611,7 @@ class ZendeskSandbox(SandboxServer):
         return self._job_view(job)
 
     def _job_view(self, job: _Job) -> dict[str, Any]:
-        done = job.status == "completed"
+        done = job.status in ("completed", "failed", "killed")
         return {
             "id": job.id,
             "url": self.link(f"/api/v2/job_statuses/{job.id}.json"),
@@ -586,7 +619,8 @@ class ZendeskSandbox(SandboxServer):
             "status": job.status,
             "total": len(job.ticket_ids),
             "progress": len(job.ticket_ids) if done else 0,
-            "message": f"Completed at {self.now():%Y-%m-%d %H:%M:%S} +0000" if done else None,
+            "message": (f"Completed at {self.now():%Y-%m-%d %H:%M:%S} +0000" if job.status == "completed" else
+                        f"Job {job.status}" if done else None),
             "results": job.results if done else None,
         }
 

@@ -133,6 +133,13 @@ def test_token_an_empty_page_without_a_token_is_the_end():
 
 
 @respx.mock
+def test_token_is_last_false_without_a_token_is_an_error_not_an_end():
+    respx.get(f"{BASE}/items").mock(return_value=httpx.Response(200, json={"items": [1], "isLast": False}))
+    with pytest.raises(PaginationError, match="names no continuation"):
+        walk(TokenPaginator())
+
+
+@respx.mock
 def test_token_repeated_stops_the_walk():
     respx.get(f"{BASE}/items").mock(side_effect=[
         httpx.Response(200, json={"items": [1], "nextPageToken": "same", "isLast": False}),
@@ -191,13 +198,16 @@ def test_next_url_repeated_stops_the_walk():
 
 
 @respx.mock
-@pytest.mark.parametrize("elsewhere", [FOREIGN, "http://help.example.com/items?page=2", "https://help.example.com:8443/items?page=2"])
+@pytest.mark.parametrize("elsewhere", [FOREIGN, "http://help.example.com/items?page=2", "https://help.example.com:8443/items?page=2",
+                                       "//harvest.example.net/steal", "https:harvest.example.net/steal"])
 def test_next_url_to_another_origin_is_never_requested(elsewhere):
-    foreign = respx.route(url__startswith=elsewhere.split("?")[0]).mock(return_value=httpx.Response(200, json={"items": []}))
+    foreign = respx.route(host="harvest.example.net").mock(return_value=httpx.Response(200, json={"items": []}))
+    other = respx.route(url__regex=r"^https?://help\.example\.com(:8443)?/(?!items$)").mock(return_value=httpx.Response(200, json={"items": []}))
+    plain = respx.route(scheme="http").mock(return_value=httpx.Response(200, json={"items": []}))
     respx.get(f"{BASE}/items").mock(return_value=httpx.Response(200, json={"items": [1], "next_page": elsewhere}))
     with pytest.raises(OffOriginLink, match="outside the source's origin") as caught:
         walk(NextUrlPaginator(path="next_page"))
-    assert foreign.call_count == 0  # the credentials went nowhere
+    assert foreign.call_count == other.call_count == plain.call_count == 0  # the credentials went nowhere
     assert "secret-token" not in str(caught.value)
 
 
@@ -287,6 +297,16 @@ def test_keyset_a_position_that_does_not_advance_stops_the_walk():
     respx.get(f"{BASE}/t").mock(return_value=httpx.Response(200, json={"result": [_row(5, "z")]}))  # the same last row again
     with pytest.raises(PaginationError, match="a second time"):
         walk(_keyset(), Request("/t"), records="result")
+
+
+@respx.mock
+def test_keyset_goes_on_from_the_last_readable_row_when_the_last_is_malformed():
+    route = respx.get(f"{BASE}/t").mock(side_effect=[
+        httpx.Response(200, json={"result": [_row(1, "a"), {"sys_id": "broken"}]}),
+        httpx.Response(200, json={"result": []}),
+    ])
+    walk(_keyset(), Request("/t"), records="result")
+    assert sent(route)[1]["sysparm_query"].startswith("sys_updated_on>2026-11-01 10:00:01^NQsys_updated_on=2026-11-01 10:00:01^sys_id>a")
 
 
 @respx.mock

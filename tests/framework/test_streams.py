@@ -221,7 +221,95 @@ def test_a_watermark_stream_saves_the_greatest_record_and_restarts_before_it():
 
 
 @respx.mock
-def test_a_record_from_the_future_refuses_a_watermark_cursor():
-    respx.post(f"{BASE}/search").mock(return_value=httpx.Response(200, json={"issues": [raw(1, updated="2100-01-01T00:00:00+00:00")], "isLast": True}))
-    with pytest.raises(CursorRefused):
-        read(_watermarked())
+def test_a_record_from_the_future_is_set_aside_and_does_not_move_the_watermark():
+    """One record dated 2100 must not block the stream until 2100: it is quarantined, the rest goes on."""
+    respx.post(f"{BASE}/search").mock(return_value=httpx.Response(200, json={"issues": [
+        raw(1, updated="2026-10-01T10:00:00+00:00"), raw(2, updated="2100-01-01T00:00:00+00:00")], "isLast": True}))
+    [page] = read(_watermarked())
+    assert [t.external_id for t in page.tickets] == ["1"]
+    assert [(q.record_id, q.reason) for q in page.quarantined] == [("2", "changed at 2100-01-01 00:00:00 UTC, beyond now: not trusted")]
+    assert Watermark.decode(page.cursor) == Watermark(datetime(2026, 10, 1, 10, tzinfo=timezone.utc), "1")
+
+
+# -- found in review ------------------------------------------------------------------------------
+
+
+@respx.mock
+def test_now_in_the_past_does_not_refuse_what_changed_since(monkeypatch):
+    """--now 2026-11-01 on a later day (a month-end re-run), or a first pull longer than the skew:
+    the limit is this machine's clock, not the instant being evaluated."""
+    later = int((NOW + timedelta(days=3)).timestamp())
+    respx.get(f"{BASE}/events").mock(return_value=httpx.Response(200, json={"events": [], "end_time": later, "end_of_stream": True}))
+    events = stream(name="events", request=Request("/events"), records="events", normalise=lambda raw, ctx: [],
+                    paginator=lambda: CursorPaginator(token="end_time", param="start_time", end="end_of_stream"),
+                    resume=FromToken(lambda h: {"start_time": int(h.timestamp())}, instant=epoch_seconds))
+    http = client()
+    http.policy = RetryPolicy(max_attempts=1, sleep=lambda s: None, clock=lambda: NOW + timedelta(days=4))
+    assert [p.cursor for p in read_stream(events, http, cursor=None, horizon=HORIZON, now=NOW)] == [str(later)]
+
+
+@respx.mock
+def test_a_time_cursor_that_would_move_back_is_refused():
+    respx.get(f"{BASE}/events").mock(return_value=httpx.Response(200, json={"events": [], "end_time": 0, "end_of_stream": True}))
+    events = stream(name="events", request=Request("/events"), records="events", normalise=lambda raw, ctx: [],
+                    paginator=lambda: CursorPaginator(token="end_time", param="start_time", end="end_of_stream"),
+                    resume=FromToken(lambda h: {"start_time": int(h.timestamp())}, instant=epoch_seconds))
+    saved = str(int((NOW - timedelta(days=1)).timestamp()))
+    with pytest.raises(CursorRefused, match="back to 1970-01-01"):
+        read(events, cursor=saved)  # it would re-read all history from 1970: an hour of export requests
+
+
+@respx.mock
+def test_when_a_pages_shared_records_fail_each_record_is_kept_aside_and_paging_goes_on():
+    route = respx.get(f"{BASE}/tickets").mock(side_effect=[
+        httpx.Response(200, json={"tickets": [raw(1), raw(2)], "next": "c1", "done": False}),
+        httpx.Response(200, json={"tickets": [raw(3)], "next": "c2", "done": True}),
+    ])
+    calls = iter([ValueError("organisation id [1] is not an id"), None])
+
+    def names(data):
+        error = next(calls)
+        if error:
+            raise error
+
+    first, second = read(stream(context=names))
+    assert first.tickets == [] and [q.record_id for q in first.quarantined] == ["1", "2"]  # nothing lost, each kept
+    assert "shared records cannot be read (organisation id [1] is not an id)" in first.quarantined[0].reason
+    assert [t.external_id for t in second.tickets] == ["3"] and route.call_count == 2
+
+
+@respx.mock
+def test_a_lost_page_stops_a_paginator_that_needs_its_records_and_keeps_the_cursor():
+    from bridge.framework import KeysetPaginator
+
+    route = respx.get(f"{BASE}/t").mock(return_value=httpx.Response(200, json={"result": "oops"}))
+    keyset = stream(request=Request("/t"), records="result", resume=FromToken(lambda h: {}),
+                    paginator=lambda: KeysetPaginator(position=lambda r: (r["u"], r["id"]), after=lambda q, at: q))
+    walk = read_stream(keyset, client(), cursor=None, horizon=HORIZON, now=NOW)
+    page = next(walk)
+    with pytest.raises(PaginationError, match="needs them to find the next page"):
+        next(walk)
+    assert page.cursor is None and len(page.quarantined) == 1 and route.call_count == 1  # None: the saved cursor stays
+
+
+@respx.mock
+def test_a_records_function_that_raises_quarantines_the_page_not_the_source():
+    respx.get(f"{BASE}/tickets").mock(return_value=httpx.Response(200, json={"weird": 1, "next": "c1", "done": True}))
+    [page] = read(stream(records=lambda data: data["tickets"]))
+    assert "the page's records cannot be found (KeyError: 'tickets')" in page.quarantined[0].reason and page.cursor == "c1"
+
+
+def test_paginate_refuses_a_counting_paginator_without_records():
+    from bridge.framework import OffsetPaginator, paginate
+
+    with pytest.raises(ValueError, match="pass records= to paginate"):
+        next(paginate(client(), Request("/x"), OffsetPaginator()))
+
+
+@respx.mock
+def test_a_coarse_filter_may_return_records_a_little_older_than_the_horizon():
+    """JQL floors to the minute: a horizon of 10:00:45 asks for 10:00 and gets 10:00:10 too."""
+    respx.post(f"{BASE}/search").mock(return_value=httpx.Response(200, json={"issues": [
+        raw(1, updated=(HORIZON - timedelta(seconds=35)).isoformat())], "isLast": True}))
+    [page] = read(_watermarked())
+    assert [t.external_id for t in page.tickets] == ["1"] and page.cursor is not None
