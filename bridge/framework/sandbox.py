@@ -2,7 +2,7 @@
 
 ``sla-bridge demo``, ``sla-bridge sandbox`` and the conformance suite use a sandbox only
 through this protocol, so they work with every connector that ships one. The shared kit that
-implements most of it is :mod:`connectors.kit.sandbox`.
+implements most of it is :mod:`connectors.kit.server`.
 """
 
 from __future__ import annotations

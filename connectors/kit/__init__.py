@@ -1,6 +1,6 @@
 """What every connector's sandbox and tests share.
 
-- :mod:`connectors.kit.sandbox`: the generic half of a sandbox (serving in-process and on
+- :mod:`connectors.kit.server`: the generic half of a sandbox (serving in-process and on
   loopback, the request log, fault injection, rate windows);
 - :mod:`connectors.kit.story`: the one story every sandbox tells (customers, tickets, pauses,
   reopenings, breaches);

@@ -74,7 +74,7 @@ credits = {{ currency = "EUR", monthly_fee = 1000, per_breach = [{{ over = "0%",
 
 
 class Fake(Protocol):
-    """A fake helpdesk: a sandbox (:mod:`connectors.kit.sandbox`), or respx routes shaped like one."""
+    """A fake helpdesk: a sandbox (:mod:`connectors.kit.server`), or respx routes shaped like one."""
 
     token: str
     requests: list[tuple[str, str, dict[str, list[str]]]]

@@ -8,7 +8,7 @@ cursor pagination; comments in pages with ``next_page`` URLs; ticket fields; tic
 replace-on-PUT tags, internal notes that show up on re-read, ``safe_update`` 409s;
 ``update_many`` with job statuses; closed tickets read-only; rate limits with 429 +
 ``Retry-After`` and ``X-Rate-Limit`` headers; Zendesk's error bodies. Serving, the request log
-and fault injection come from :mod:`connectors.kit.sandbox`; the tickets' story from
+and fault injection come from :mod:`connectors.kit.server`; the tickets' story from
 :mod:`connectors.kit.story`, told in Zendesk's words.
 
 Seeded and deterministic: the same ``seed``, ``tickets`` and ``anchor`` give the same data.
@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from bridge.framework.sandbox import WritebackSummary
-from connectors.kit.sandbox import SandboxServer, SlidingWindow, json_response
+from connectors.kit.server import SandboxServer, SlidingWindow, json_response
 from connectors.kit.story import CUSTOMERS, SERVICES, Step, tell
 from connectors.kit.story import GROUPS as GROUP_NAMES
 

@@ -15,7 +15,7 @@ import respx
 from bridge.framework import registry
 from bridge.framework.sandbox import WritebackSummary
 from connectors.kit.conformance import ANCHOR, ConformanceSuite, Harness
-from connectors.kit.sandbox import SandboxServer, json_response
+from connectors.kit.server import SandboxServer, json_response
 from connectors.kit.story import CUSTOMERS, tell
 from tests.framework.helpful import HelpfulConnector
 
