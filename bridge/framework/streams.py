@@ -211,8 +211,10 @@ def _record_id(stream: Stream, raw: Any) -> str:
         return "?"
 
 
-def _normalise_page(stream: Stream, source: str, request: Request, data: Any, limit: datetime) -> tuple[Page, list[Any] | None]:
-    """The page's normalised records and quarantine, and its raw records (None: they cannot be found)."""
+def _normalise_page(stream: Stream, source: str, request: Request, data: Any, limit: datetime
+                    ) -> tuple[Page, list[Any] | None, list[Any]]:
+    """The page's normalised records and quarantine, its raw records (None: they cannot be found),
+    and those of them a cursor may be made of (not dated beyond ``limit``)."""
     page = Page(tickets=[], events=[], cursor=None, stream=stream.name)
     problem: str | None = None
     try:
@@ -226,21 +228,23 @@ def _normalise_page(stream: Stream, source: str, request: Request, data: Any, li
         problem = f"the page's records ({where}) are a {type(found).__name__}, not a list"
     if problem is not None or not isinstance(found, list):
         page.quarantined.append(QuarantinedRecord(source, f"{stream.name} page {_describe(request)}"[:500], problem or "", data))
-        return page, None
+        return page, None, []
     context: Any = None
     shared_problem: str | None = None
     try:
         context = stream.context(data)
     except Exception as error:  # noqa: BLE001 - without what they share, each record is kept aside, with why
         shared_problem = f"the page's shared records cannot be read ({_reason(error)})"
+    trusted = []
     for raw in found:
         changed = stream.resume.record_instant(raw)
-        if shared_problem is not None:
-            page.quarantined.append(QuarantinedRecord(source, _record_id(stream, raw), shared_problem, raw))
-            continue
         if changed is not None and changed > limit:
             page.quarantined.append(QuarantinedRecord(
                 source, _record_id(stream, raw), f"changed at {changed:%Y-%m-%d %H:%M:%S} UTC, beyond now: not trusted", raw))
+            continue
+        trusted.append(raw)
+        if shared_problem is not None:
+            page.quarantined.append(QuarantinedRecord(source, _record_id(stream, raw), shared_problem, raw))
             continue
         try:
             for record in stream.normalise(raw, context):
@@ -250,7 +254,7 @@ def _normalise_page(stream: Stream, source: str, request: Request, data: Any, li
                     page.events.append(record)
         except Exception as error:  # noqa: BLE001 - any failure of one record quarantines that record
             page.quarantined.append(QuarantinedRecord(source, _record_id(stream, raw), _reason(error), raw))
-    return page, found
+    return page, found, trusted
 
 
 def _send(http: SourceClient, request: Request) -> tuple[httpx.Response, Any]:
@@ -283,7 +287,7 @@ def read_stream(stream: Stream, http: SourceClient, *, cursor: str | None, horiz
                 )
             response, data = _send(http, request)
             limit = max(now, http.policy.clock()) + CLOCK_SKEW
-            page, raw_records = _normalise_page(stream, source, request, data, limit)
+            page, raw_records, trusted = _normalise_page(stream, source, request, data, limit)
             if raw_records is None and paginator.counts_records:
                 yield page  # kept in quarantine; the cursor stays where it was
                 raise PaginationError("a page's records cannot be read, and this paginator needs them to find the next page")
@@ -291,7 +295,6 @@ def read_stream(stream: Stream, http: SourceClient, *, cursor: str | None, horiz
             if stream.expand is not None and page.tickets:
                 page.events.extend(stream.expand(page.tickets))
             turn = paginator.read(request, response, data, records)
-            trusted = [raw for raw in records if (stream.resume.record_instant(raw) or limit) <= limit]
             following = stream.resume.after(cursor, turn, trusted)
             _check_cursor(stream, following, cursor, horizon, limit, source)
             page.cursor = following

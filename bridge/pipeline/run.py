@@ -114,6 +114,8 @@ class Pipeline:
                 continue  # its data is stale this run; do not write from it
             settings = self.config.sources[source].writeback
             planned[source] = []
+            if not settings.enabled:
+                continue  # nothing may be written: no need to open its connector
             with self._isolated(source):
                 push = Push(self.store, self.connector(source), settings, contracts, run_id=self.run_id, stats=self.stat(source))
                 planned[source] = push.run(dry_run=dry_run)
