@@ -46,6 +46,7 @@ __all__ = [
     "NextUrlPaginator",
     "OffsetPaginator",
     "Paginator",
+    "RepeatedContinuation",
     "Request",
     "TokenPaginator",
     "Turn",
@@ -106,6 +107,10 @@ def _flag(value: Any, where: str) -> bool | None:
     return value
 
 
+class RepeatedContinuation(PaginationError):
+    """A walk met a continuation it had already followed (what a stream's ``on_repeat`` explains)."""
+
+
 class Paginator(ABC):
     """Reads a page's continuation and applies it to the next request; one instance per walk."""
 
@@ -130,7 +135,7 @@ class Paginator(ABC):
     def follow(self, request: Request, token: str) -> Request:
         """The next page's request; a continuation handed out before means a loop, and stops."""
         if token in self._seen:
-            raise PaginationError(f"the API answered the continuation {token[:120]!r} a second time; stopped rather than loop")
+            raise RepeatedContinuation(f"the API answered the continuation {token[:120]!r} a second time; stopped rather than loop")
         self._seen.add(token)
         return self.apply(request, token)
 
@@ -171,7 +176,7 @@ class CursorPaginator(Paginator):
             go_on = token is not None
         carried = (request.json or {}).get(self.param) if self.in_body else request.params.get(self.param)
         if go_on and token is not None and carried is not None and str(carried) == token:
-            raise PaginationError(f"the page names the continuation it was asked with ({self.param}={token[:120]}); "
+            raise RepeatedContinuation(f"the page names the continuation it was asked with ({self.param}={token[:120]}); "
                                   "stopped rather than loop")
         return Turn(token, go_on)
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from bridge.errors import ConnectorUnavailable
 from bridge.framework.contract import Connector
+from bridge.framework.sandbox import SandboxClass
 
 __all__ = ["ENTRY_POINT_GROUP", "connector_class", "register", "sandbox_class", "sandbox_systems", "systems"]
 
@@ -60,13 +61,14 @@ def connector_class(system: str, *, source: str | None = None) -> type[Connector
     return register(cls)
 
 
-def sandbox_class(system: str) -> Any:
+def sandbox_class(system: str) -> SandboxClass:
     """The local emulator a connector ships (its ``sandbox = "module:Class"``)."""
     spec = connector_class(system).sandbox
     if spec is None:
         raise ConnectorUnavailable(f"the {system} connector has no sandbox")
     module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
+    found: SandboxClass = getattr(importlib.import_module(module), name)
+    return found
 
 
 def sandbox_systems() -> list[str]:

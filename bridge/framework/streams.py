@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
@@ -32,7 +32,7 @@ import httpx
 
 from bridge.edges.http import SourceClient
 from bridge.errors import CursorRefused, PageBoundReached, PaginationError, SkippableRecordError
-from bridge.framework.paginators import Paginator, Request, Turn, dig
+from bridge.framework.paginators import Paginator, RepeatedContinuation, Request, Turn, dig
 from bridge.framework.watermark import Watermark
 from bridge.model import Page, QuarantinedRecord, Ticket, TicketEvent
 
@@ -184,7 +184,6 @@ class Stream:
     prepare: Callable[[], object] | None = None
     expand: Callable[[list[Ticket]], Iterable[TicketEvent]] | None = None
     on_repeat: str = ""
-    description: str = field(default="", compare=False)
 
 
 def _records_of(source: str | Callable[[Any], Any], data: Any) -> Any:
@@ -309,7 +308,7 @@ def read_stream(stream: Stream, http: SourceClient, *, cursor: str | None, horiz
     except PaginationError as error:
         if error.source is not None:
             raise
-        hint = f" ({stream.on_repeat})" if stream.on_repeat else ""
+        hint = f" ({stream.on_repeat})" if stream.on_repeat and isinstance(error, RepeatedContinuation) else ""
         raise PaginationError(f"stream {stream.name!r}: {error.detail}{hint}", source=source) from None
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from bridge.model import WritebackPlan
 
-__all__ = ["RunReport", "SourceStats"]
+__all__ = ["RunReport", "SourceStats", "stats_docs"]
 
 
 @dataclass
@@ -40,7 +40,7 @@ class RunReport:
     seconds: float = 0.0
 
     def source_docs(self) -> dict[str, dict[str, Any]]:
-        return {name: asdict(stats) for name, stats in sorted(self.sources.items())}
+        return stats_docs(self.sources)
 
     def total(self, key: str) -> int:
         return sum(int(getattr(stats, key)) for stats in self.sources.values())
@@ -48,3 +48,8 @@ class RunReport:
     @property
     def failed(self) -> list[str]:
         return [name for name, stats in sorted(self.sources.items()) if stats.error]
+
+
+def stats_docs(sources: dict[str, SourceStats]) -> dict[str, dict[str, Any]]:
+    """Each source's figures as a JSON-ready document, by name (the ``runs`` table, ``--json``)."""
+    return {name: asdict(stats) for name, stats in sorted(sources.items())}

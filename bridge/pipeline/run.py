@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from bridge.pipeline.connect import open_connector
 from bridge.pipeline.evaluate import evaluate_source
 from bridge.pipeline.pull import pull_source
 from bridge.pipeline.push import Push
-from bridge.pipeline.report import RunReport, SourceStats
+from bridge.pipeline.report import RunReport, SourceStats, stats_docs
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_PARTIAL", "PHASES", "Pipeline", "run_pipeline"]
 
@@ -165,15 +164,12 @@ def run_pipeline(
                 planned = pipeline.push(names, dry_run=dry_run)
         except BaseException as error:
             pipeline.close()
-            store.finish_run(run_id, exit_code=EXIT_FAILURE, sources=_docs(pipeline.stats), error=f"{type(error).__name__}: {error}")
+            store.finish_run(run_id, exit_code=EXIT_FAILURE, sources=stats_docs(pipeline.stats), error=f"{type(error).__name__}: {error}")
             raise
         pipeline.close()
-        report = RunReport(command, EXIT_OK, {name: pipeline.stat(name) for name in names}, planned)
-        report.exit_code = EXIT_PARTIAL if report.failed else EXIT_OK
+        stats = {name: pipeline.stat(name) for name in names}
+        report = RunReport(command, EXIT_PARTIAL if any(s.error for s in stats.values()) else EXIT_OK, stats, planned)
         store.finish_run(run_id, exit_code=report.exit_code, sources=report.source_docs())
     report.seconds = round(time.monotonic() - began, 2)
     return report
 
-
-def _docs(stats: Mapping[str, SourceStats]) -> dict[str, dict[str, object]]:
-    return {name: asdict(value) for name, value in sorted(stats.items())}

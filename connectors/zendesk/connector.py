@@ -148,7 +148,6 @@ class ZendeskConnector(Connector):
                 records="tickets",
                 context=sideloaded_names,
                 normalise=self.records.ticket,
-                description="tickets, from the cursor-based incremental export",
             ),
             Stream(
                 "ticket_events",
@@ -162,7 +161,6 @@ class ZendeskConnector(Connector):
                 record_id=lambda raw: f"event:{raw.get('id') if isinstance(raw, Mapping) else '?'}",
                 on_repeat=(f"more than {PAGE_SIZE} ticket events share one second, and the time-based export cannot page "
                            "past them (https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api)"),
-                description="status and priority changes and comments, from the incremental ticket-event export",
             ),
         ]
 
@@ -217,7 +215,8 @@ class ZendeskConnector(Connector):
             if response.status_code in (404, 422):
                 body = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
                 detail = f"{response.status_code} {body.get('error', '')}: {body.get('description', '')}".strip()
-                self._refuse_bad_field(plan, body)  # the config's fault: stop, leave every item to retry once fixed
+                if _names_our_field(plan, body):  # the config's fault: stop, leave every item to retry once fixed
+                    raise self._bad_field(plan, _details(body) or json.dumps(body)[:200])
                 # This ticket only: it is gone, or refuses updates (a closed ticket is read-only).
                 return WritebackResult.of(plan, "refused", f"{detail} {_details(body)}".strip())
             if response.status_code != 409:
@@ -249,22 +248,17 @@ class ZendeskConnector(Connector):
             results, bad_field = self._bulk_wave(batches[wave : wave + JOB_WAVE])
             yield from results
             if bad_field is not None:
-                plan, detail = bad_field
-                self._refuse_bad_field(plan, {"details": detail}, always=True)
+                raise self._bad_field(*bad_field)
 
-    def _refuse_bad_field(self, plan: WritebackPlan, body: Any, *, always: bool = False) -> None:
+    def _bad_field(self, plan: WritebackPlan, why: str) -> BadRequest:
         """A field of ours that Zendesk refuses (unknown, or a drop-down without our value) is the
-        config's problem, the same on every ticket: stop the source and say what to change."""
-        text = json.dumps(body)
-        for spec in plan.set_fields:
-            number = spec.removeprefix("custom_field:")
-            if always or f'"ticket_field_id": {number}' in text or re.search(rf"\b{number}\b", _details(body)):
-                raise BadRequest(
-                    f"Zendesk refused {spec} on ticket {plan.external_id} ({_details(body) or text[:200]}); check "
-                    f"sources.{self.name}.writeback.status_field: it must be a text field, or a drop-down whose options "
-                    "include breached, at_risk, on_track and met. Nothing was marked as done; the next run writes again",
-                    source=self.name,
-                )
+        config's problem, the same on every ticket: the source stops, saying what to change."""
+        return BadRequest(
+            f"Zendesk refused {', '.join(plan.set_fields)} on ticket {plan.external_id} ({why}); check "
+            f"sources.{self.name}.writeback.status_field: it must be a text field, or a drop-down whose options "
+            "include breached, at_risk, on_track and met. Nothing was marked as done; the next run writes again",
+            source=self.name,
+        )
 
     def _bulk_wave(self, batches: list[tuple[list[WritebackPlan], dict[str, Any]]]
                    ) -> tuple[list[WritebackResult], tuple[WritebackPlan, str] | None]:
@@ -329,6 +323,13 @@ class ZendeskConnector(Connector):
             # refuses it if they changed since.
             change["tags"] = [t for t in tags if t not in removing] + [t for t in plan.add_tags if t not in tags]
         return change
+
+
+def _names_our_field(plan: WritebackPlan, body: Any) -> bool:
+    """Whether a 422 is about a field the plan sets (by ``ticket_field_id`` or the id in the text)."""
+    text, details = json.dumps(body), _details(body)
+    return any(f'"ticket_field_id": {number}' in text or re.search(rf"\b{number}\b", details)
+               for number in (spec.removeprefix("custom_field:") for spec in plan.set_fields))
 
 
 def _details(body: Any) -> str:

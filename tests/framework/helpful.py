@@ -68,8 +68,8 @@ class HelpfulConnector(Connector):
         if plan.set_fields or plan.add_tags or plan.remove_tags:
             change = {**plan.set_fields, "add_labels": plan.add_tags, "remove_labels": plan.remove_tags}
             answer = self.http.request("PATCH", f"/api/tickets/{plan.external_id}", json=change, accept=(404, 409))
-            outcome = {404: "refused", 409: "refused"}.get(answer.status_code, "sent")
-            results += [ItemResult(item, outcome, answer.reason_phrase) for item in plan.items() if not item.startswith("note:")]  # type: ignore[arg-type]
+            outcome = "refused" if answer.status_code >= 400 else "sent"
+            results += [ItemResult(item, outcome, answer.reason_phrase) for item in plan.items() if not item.startswith("note:")]
         for note in plan.notes:
             answer = self.http.request("POST", f"/api/tickets/{plan.external_id}/notes", json={"body": note.body, "internal": True},
                                        accept=(404, 422), idempotent=False)

@@ -313,3 +313,11 @@ def test_a_coarse_filter_may_return_records_a_little_older_than_the_horizon():
         raw(1, updated=(HORIZON - timedelta(seconds=35)).isoformat())], "isLast": True}))
     [page] = read(_watermarked())
     assert [t.external_id for t in page.tickets] == ["1"] and page.cursor is not None
+
+
+@respx.mock
+def test_the_streams_explanation_is_given_for_a_repeat_only():
+    respx.get(f"{BASE}/tickets").mock(return_value=httpx.Response(200, json={"tickets": [], "done": False}))
+    with pytest.raises(PaginationError) as caught:
+        read(stream(on_repeat="more than 1,000 changes share one second"))
+    assert "names no continuation" in str(caught.value) and "share one second" not in str(caught.value)
