@@ -6,15 +6,19 @@ rather than by where the error came from::
     SlaBridgeError                  root; the CLI prints "Error: <message>"
     ├── ConfigError                 bad configuration: exit 2, before any network call or write
     ├── StoreError                  the local SQLite store cannot be used as asked
-    │   └── LockHeld                another run holds the store's lock: exit 75
+    │   ├── LockHeld                another run holds the store's lock: exit 75
+    │   └── StoreReplaced           the store file was deleted or replaced during the run:
+    │                               what this run wrote is lost, so the run fails
     └── SourceError                 one source (helpdesk) failed; the others go on
         ├── RetriableSourceError    429, 502, 503, 504, timeouts: retried under the bounded policy
         │   └── RetryLater          the bound is spent, or the vendor asks for a longer wait:
         │       │                   the source stops cleanly and the next run resumes (exit 3)
         │       ├── OutcomeUnknown  a write failed in a way that may or may not have applied it:
         │       │                   never re-sent blindly; the next run checks the source first
-        │       └── PageBoundReached    a stream read http.max_pages pages in one run: the next
-        │                           run resumes from the saved cursor
+        │       ├── PageBoundReached    a stream read http.max_pages pages in one run: the next
+        │       │                   run resumes from the saved cursor
+        │       └── RunBoundReached     the run has used its time (http.max_run): the source
+        │                           stops cleanly, the next run resumes
         ├── FatalSourceError        400, 401, 403, 404, other 4xx: never retried, never swallowed;
         │   ├── AuthenticationFailed    the message says what to fix
         │   ├── PermissionDenied
@@ -24,8 +28,12 @@ rather than by where the error came from::
         │   ├── PaginationError     the API's paging repeats itself or breaks its own rules
         │   ├── OffOriginLink       a response named a URL outside the source's origin: never
         │   │                       requested (it would carry the credentials)
+        │   ├── ResponseTooLarge    a response body beyond http.max_body_mb: not read further
         │   └── CursorRefused       a cursor would move beyond now: the old one stays
         └── SkippableRecordError    one malformed record: quarantined, counted, the pull goes on
+
+Outside the tree, :class:`Terminated` (a ``KeyboardInterrupt``) is what SIGTERM and SIGHUP
+raise, so a run stopped by a signal unwinds like Ctrl-C and records exit 128 + the signal number.
 
 Messages say what happened and what to do, naming the config key, the source or the ticket.
 """
@@ -48,12 +56,16 @@ __all__ = [
     "PageBoundReached",
     "PaginationError",
     "PermissionDenied",
+    "ResponseTooLarge",
     "RetriableSourceError",
     "RetryLater",
+    "RunBoundReached",
     "SkippableRecordError",
     "SlaBridgeError",
     "SourceError",
     "StoreError",
+    "StoreReplaced",
+    "Terminated",
 ]
 
 
@@ -94,6 +106,19 @@ class LockHeld(StoreError):
     """Another sla-bridge run holds the lock on this store."""
 
     exit_code = 75
+
+
+class StoreReplaced(StoreError):
+    """The store file was deleted or replaced while this run had it open."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: the run unwinds like Ctrl-C; ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by signal {signum}")
 
 
 class SourceError(SlaBridgeError):
@@ -152,6 +177,10 @@ class PageBoundReached(RetryLater):
     """One stream read its bound of pages this run; the saved cursor resumes it next run."""
 
 
+class RunBoundReached(RetryLater):
+    """The run has spent its time bound (``http.max_run``); the source resumes next run."""
+
+
 class FatalSourceError(SourceError):
     """A request the source refused for a reason retrying cannot fix."""
 
@@ -186,6 +215,10 @@ class OffOriginLink(FatalSourceError):
 
 class CursorRefused(FatalSourceError):
     """A page would move a cursor beyond now (plus a small skew): its data is not trusted."""
+
+
+class ResponseTooLarge(FatalSourceError):
+    """A response body larger than ``http.max_body_mb``: reading stopped at the bound."""
 
 
 class SkippableRecordError(SourceError):

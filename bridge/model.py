@@ -6,6 +6,7 @@ instant is timezone-aware UTC: :func:`as_utc` refuses naive datetimes rather tha
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from typing import Any, Literal
 __all__ = [
     "CANONICAL_STATUSES",
     "EVENT_KINDS",
+    "MARKER_PREFIX",
     "PRIORITIES",
     "TAGS_ITEM",
     "EventKind",
@@ -25,6 +27,7 @@ __all__ = [
     "as_utc",
     "field_item",
     "from_iso",
+    "markers_in",
     "note_item",
     "to_iso",
 ]
@@ -41,9 +44,19 @@ CANONICAL_STATUSES = (
     "deleted",
 )
 PRIORITIES = ("p1", "p2", "p3", "p4", "p5")
-EVENT_KINDS = ("status", "priority", "agent_reply", "customer_reply")
+EVENT_KINDS = ("status", "priority", "agent_reply", "customer_reply", "note")
 
-EventKind = Literal["status", "priority", "agent_reply", "customer_reply"]
+# "note": an internal note carrying an sla-bridge marker (``to_value``), seen in the ticket's
+# history. It moves no clock; it is the ticket's own record of which breach notes it holds.
+EventKind = Literal["status", "priority", "agent_reply", "customer_reply", "note"]
+
+MARKER_PREFIX = "sla-bridge"
+_MARKER = re.compile(r"\[" + MARKER_PREFIX + r":[^\[\]\s]+:\d+\]")
+
+
+def markers_in(text: str | None) -> list[str]:
+    """The sla-bridge note markers (``[sla-bridge:zd:12:resolution:1]``) in a comment's text."""
+    return list(dict.fromkeys(_MARKER.findall(text or "")))
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -56,7 +69,9 @@ def as_utc(moment: datetime) -> datetime:
 def to_iso(moment: datetime) -> str:
     """Fixed-width ISO-8601 UTC with milliseconds, so text order is time order in SQL."""
     moment = as_utc(moment)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # strftime's %Y drops the leading zeros of years below 1000 on glibc ("1-01-01"), which
+    # fromisoformat cannot read back: the year is formatted by hand.
+    return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def from_iso(text: str) -> datetime:

@@ -17,7 +17,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,12 +29,13 @@ from sqlite_utils.migrations import Migrations
 
 from bridge.edges.credentials import redact
 from bridge.engine.evaluator import Clock
-from bridge.errors import StoreError
+from bridge.errors import StoreError, StoreReplaced
 from bridge.model import Page, QuarantinedRecord, Ticket, TicketEvent, from_iso, to_iso
 
-__all__ = ["PageCounts", "Store", "clock_from_row", "clock_row", "migrations"]
+__all__ = ["AgentSpan", "PageCounts", "Store", "clock_from_row", "clock_row", "migrations"]
 
 migrations = Migrations("sla-bridge")
+AgentSpan = tuple[str, datetime | None, datetime | None]
 
 
 @migrations(name="0001_initial_schema")
@@ -197,6 +198,19 @@ def _journal_fields_by_id(db: sqlite_utils.Database) -> None:
     db.execute("delete from writebacks where item = 'field'")
 
 
+@migrations(name="0006_hardening")
+def _hardening(db: sqlite_utils.Database) -> None:
+    # Who was an agent when (bridge.framework.roster): since '' is "before this store looked".
+    db.table("agent_spans").create({"source": str, "user": str, "since": str, "until": str}, pk=("source", "user", "since"))
+    # A refusal is kept with why, what it depended on (the config and the ticket as they were),
+    # and when to try again: a refusal whose cause may have changed is retried, not kept for ever.
+    for column in ("reason", "cause", "retry_at"):
+        db.table("writebacks").add_column(column, str)
+    db.table("writebacks").add_column("refusals", int)
+    # Markers seen on tickets are ticket_events of kind 'note'; push looks them up per ticket.
+    db.table("ticket_events").create_index(["kind", "ticket_id"])
+
+
 @dataclass(frozen=True, slots=True)
 class PageCounts:
     tickets: int
@@ -215,6 +229,7 @@ class Store:
         self.db = db
         self.path = path
         self.run_id = 0  # the run pulling now: set by start_run
+        self._identity = _identity(path)
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -274,6 +289,18 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def check_intact(self) -> None:
+        """Raise :class:`StoreReplaced` if the file at ``path`` is no longer the one this store
+        opened (deleted, or replaced by a restore, during the run): what was written is lost."""
+        if self.path is None:
+            return
+        now = _identity(self.path)
+        if now != self._identity:
+            what = "deleted" if now is None else "replaced by another file"
+            raise StoreReplaced(
+                f"the store {self.path} was {what} while this run was using it: what this run pulled and "
+                "wrote went into the old file and is lost. Nothing is wrong with the helpdesk; run again")
 
     def atomic(self) -> AbstractContextManager[sqlite_utils.Database]:
         """One transaction (nested ones are savepoints)."""
@@ -443,6 +470,30 @@ class Store:
             found.setdefault(row["ticket_id"], {})[(row["metric"], row["cycle"])] = row
         return found
 
+    def notes_seen(self, ticket_ids: list[str]) -> dict[str, set[str]]:
+        """Per ticket, the sla-bridge markers its pulled history shows in internal notes."""
+        found: dict[str, set[str]] = {}
+        for offset in range(0, len(ticket_ids), 500):
+            chunk = ticket_ids[offset : offset + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"select ticket_id, to_value from ticket_events where kind = 'note' and ticket_id in ({marks})", chunk):
+                found.setdefault(row[0], set()).add(row[1])
+        return found
+
+    # -- who was an agent when ------------------------------------------------------------
+
+    def agent_spans(self, source: str) -> list[AgentSpan]:
+        """(user, since, until) per span in which a user was seen as an agent (None: unbounded)."""
+        rows = self.db.execute("select user, since, until from agent_spans where source = ? order by user, since", [source])
+        return [(user, from_iso(since) if since else None, from_iso(until) if until else None) for user, since, until in rows]
+
+    def save_agent_spans(self, source: str, spans: Iterable[AgentSpan]) -> None:
+        with self.db.atomic():
+            self.db.execute("delete from agent_spans where source = ?", [source])
+            self.db.table("agent_spans").insert_all(
+                ({"source": source, "user": user, "since": to_iso(since) if since else "", "until": _iso_or_none(until)}
+                 for user, since, until in spans), pk=("source", "user", "since"))
+
     # -- what `sla-bridge status` shows ---------------------------------------------------
 
     def worst_clocks(self, limit: int | None = None) -> list[dict[str, Any]]:
@@ -497,15 +548,28 @@ class Store:
         with self.db.atomic():
             self.db.execute(sql, args)
 
-    def journal_refuse(self, ticket_id: str, items: list[str]) -> None:
-        """The source refused these for good: keep what was asked as done, so it is not retried."""
+    def journal_refuse(self, ticket_id: str, items: list[str], *, reason: str = "", cause: str = "",
+                       retry_at: datetime | None = None) -> None:
+        """The source refused these: keep what was asked, why, what the refusal depended on
+        (``cause``: the planner's fingerprint of the config and the ticket) and when to try again."""
         if not items:
             return
         with self.db.atomic():
             self.db.execute(
-                f"update writebacks set value = pending, pending = null, state = 'refused', updated_at = ? "
+                f"update writebacks set value = pending, pending = null, state = 'refused', updated_at = ?, reason = ?, cause = ?, "
+                f"retry_at = ?, refusals = coalesce(refusals, 0) + 1 "
                 f"where ticket_id = ? and state = 'intent' and item in ({','.join('?' * len(items))})",
-                [_now(), ticket_id, *items])
+                [_now(), redact(reason), cause, _iso_or_none(retry_at), ticket_id, *items])
+
+    def refusals(self, source: str | None = None) -> list[dict[str, Any]]:
+        """Journal items the source refused and that are not written yet, with why, newest first."""
+        sql = ("select t.source, t.key, w.ticket_id, w.item, w.value, w.reason, w.retry_at, w.refusals, w.updated_at "
+               "from writebacks w join tickets t on t.id = w.ticket_id where w.state = 'refused'")
+        args: list[Any] = []
+        if source is not None:
+            sql += " and t.source = ?"
+            args.append(source)
+        return list(self.db.query(sql + " order by w.updated_at desc, w.ticket_id, w.item", args))
 
     def journal_forget(self, ticket_id: str, item: str) -> None:
         self.db.execute("update writebacks set pending = null, state = 'gone', updated_at = ? where ticket_id = ? and item = ?",
@@ -526,6 +590,16 @@ class Store:
         self.run_id = int(table.last_pk)
         return self.run_id
 
+    def reap_dead_runs(self) -> int:
+        """Runs left ``running`` by a process that died (SIGKILL, power loss) become ``killed``.
+
+        Call with the run lock held: no other run can be live then, so every ``running`` row is dead.
+        """
+        with self.db.atomic():
+            cursor = self.db.execute("update runs set status = 'killed', finished_at = coalesce(finished_at, ?) where status = 'running'",
+                                     [_now()])
+        return cursor.rowcount
+
     def finish_run(
         self,
         run_id: int,
@@ -534,7 +608,7 @@ class Store:
         sources: dict[str, dict[str, Any]] | None = None,
         error: str | None = None,
     ) -> None:
-        status = {0: "ok", 3: "partial"}.get(exit_code, "failed")
+        status = {0: "ok", 3: "partial"}.get(exit_code, "interrupted" if exit_code >= 128 else "failed")
         self.db.table("runs").update(
             run_id,
             {
@@ -584,6 +658,17 @@ def clock_from_row(row: Mapping[str, Any]) -> Clock:
         stopped_at=parse(row["stopped_at"]), due_at=from_iso(row["due_at"]), breached_at=parse(row["breached_at"]),
         at_risk=bool(row["at_risk"]),
     )
+
+
+def _identity(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, or None when there is none."""
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _create_private(path: Path) -> None:

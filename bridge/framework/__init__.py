@@ -33,12 +33,14 @@ from bridge.framework.paginators import (
     dig,
 )
 from bridge.framework.registry import connector_class, register, sandbox_class, sandbox_systems, systems
+from bridge.framework.roster import AgentRoster, Span
 from bridge.framework.sandbox import Sandbox, SandboxClass, WritebackSummary
 from bridge.framework.source import AuthConfig, SourceConfig, WritebackConfig, spelled
 from bridge.framework.streams import FromToken, FromWatermark, Record, Resume, Stream, epoch_seconds, paginate, read_stream
 from bridge.framework.watermark import Watermark
 
 __all__ = [
+    "AgentRoster",
     "AuthConfig",
     "Connector",
     "CredentialCheck",
@@ -59,6 +61,7 @@ __all__ = [
     "Sandbox",
     "SandboxClass",
     "SourceConfig",
+    "Span",
     "Stream",
     "TokenPaginator",
     "Turn",

@@ -29,6 +29,7 @@ import httpx
 from bridge.edges.credentials import Secret
 from bridge.edges.http import SourceClient
 from bridge.framework.mapping import ValueMapper
+from bridge.framework.roster import AgentRoster
 from bridge.framework.source import SourceConfig
 from bridge.framework.streams import Stream
 from bridge.model import Ticket, WritebackPlan
@@ -51,10 +52,16 @@ Outcome = Literal["sent", "conflict", "refused"]
 
 @dataclass(frozen=True, slots=True)
 class CredentialCheck:
-    """Who the source says we are: proof that the credentials work."""
+    """Who the source says we are: proof that the credentials work.
+
+    ``problems``: what the account or the source's setup cannot do that the configured features
+    need (a role without access to the exports, a status drop-down without sla-bridge's values),
+    one line each naming the config key; ``check --online`` reports them and exits 3.
+    """
 
     account: str
     detail: str = ""
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +163,10 @@ class Connector(ABC):
     default_fields: ClassVar[Mapping[str, str]] = {}
     history_default: ClassVar[timedelta] = timedelta(days=90)  # a first pull's reach when `start` is unset
     newest_start: ClassVar[timedelta] = timedelta(0)  # how recent a first request's start may be
+    # How far behind the source's clock a stream that reached its end is complete: an export
+    # that leaves out its last minute is complete only up to a minute ago. No breach is declared
+    # on a due instant after the point the data is complete to.
+    export_lag: ClassVar[timedelta] = timedelta(0)
 
     def __init__(self, name: str, config: SourceConfig, http: SourceClient) -> None:
         self.name = name
@@ -164,6 +175,9 @@ class Connector(ABC):
         self.values = ValueMapper(statuses={**self.default_statuses, **config.statuses},
                                   priorities={**self.default_priorities, **config.priorities})
         self.fields: dict[str, str] = {**self.default_fields, **{str(role): spec for role, spec in config.fields.items()}}
+        # Who was an agent when (bridge.framework.roster): the core loads it before a pull and
+        # saves it after; a connector observes its agent list into it and classifies replies by it.
+        self.roster = AgentRoster()
 
     @classmethod
     def auth(cls, config: SourceConfig, secret: Secret) -> httpx.Auth:
@@ -209,6 +223,14 @@ class Connector(ABC):
         Raises :class:`bridge.errors.NotFound` when the ticket is gone.
         """
         raise NotImplementedError(f"the {self.system} connector writes notes but cannot look for them")
+
+    def field_value(self, ticket: Ticket, field_id: str) -> tuple[bool, object]:
+        """(known, value) of write-back field ``field_id`` on ``ticket`` as pulled.
+
+        Lets the core notice a value the source did not keep (a drop-down without that option
+        drops it silently). ``known`` is False where the pulled ticket does not carry the field.
+        """
+        return False, None
 
     def unmapped(self) -> dict[str, int]:
         """Raw values the config does not map (``"status 'escalated'" -> count``), for the run report."""
