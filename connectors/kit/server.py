@@ -17,6 +17,11 @@ A fault applies to the requests whose path contains ``path``, after the first ``
 ``times`` times. Links a sandbox renders go through :meth:`SandboxServer.link`, on the origin the
 request came to, as a real server's do; a request that arrives for another origin is counted in
 ``foreign_requests`` (a client that followed a foreign link).
+
+Every answer carries a ``Date`` header (RFC 9110, section 6.6.1: IMF-fixdate) from the
+sandbox's own clock (:meth:`SandboxServer.now`), as every real HTTP server's does: a client that
+compares its instant with the helpdesk's clock sees the sandbox's (frozen, in tests) time, never
+this machine's.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -173,6 +179,8 @@ class SandboxServer:
     def handle(self, request: httpx.Request) -> httpx.Response:
         with self._lock:
             response = self._handle(request)
+            # Every answer, faults and refusals included, dated by the sandbox's clock (RFC 9110 6.6.1).
+            response.headers["Date"] = format_datetime(self.now(), usegmt=True)
             self.statuses.append(response.status_code)
             return response
 
@@ -249,7 +257,9 @@ class SandboxServer:
                 request = httpx.Request(self.command, f"http://{netloc}{self.path}", headers=dict(self.headers), content=content)
                 response = sandbox.handle(request)
                 payload = response.content
-                self.send_response(response.status_code)
+                # Not send_response: it would add a second Date, from this machine's clock.
+                self.send_response_only(response.status_code)
+                self.send_header("Server", self.version_string())
                 for key, value in response.headers.items():
                     if key.lower() not in ("content-length", "transfer-encoding", "connection"):
                         self.send_header(key, value)
