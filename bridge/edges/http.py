@@ -13,6 +13,14 @@
 - Every URL a response names (a next page, a job's status) is requested only if it has the
   scheme, host and port of the source's own URL: anything else would carry the credentials to
   another server, so it stops the source (:class:`OffOriginLink`) and is never sent.
+- Nothing waits for ever. httpx's timeouts restart on every byte, so a server that trickles a
+  byte a second would hold a cron job (and its lock) for good: the network transport
+  :func:`build_client` makes holds each request, connect to last body byte, to ``http.deadline``
+  (:class:`DeadlineTransport`); a body is read up to ``http.max_body_mb`` and no further
+  (:class:`ResponseTooLarge`); and a :class:`SourceClient` given a run deadline
+  (``http.max_run``) sends nothing and sleeps through nothing past it (:class:`RunBoundReached`).
+- Every URL a message shows has no query string (cursors, tokens) and no user info, and every
+  message passes through :func:`~bridge.edges.credentials.redact`.
 """
 
 from __future__ import annotations
@@ -20,14 +28,20 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import re
 import ssl
 import time
-from collections.abc import Callable
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpcore
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 
@@ -41,13 +55,18 @@ from bridge.errors import (
     OffOriginLink,
     OutcomeUnknown,
     PermissionDenied,
+    ResponseTooLarge,
     RetriableSourceError,
     RetryLater,
+    RunBoundReached,
 )
 
 __all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_BODY_MB",
     "DEFAULT_MAX_PAGES",
     "USER_AGENT",
+    "DeadlineTransport",
     "HttpSettings",
     "RetryPolicy",
     "SourceClient",
@@ -62,6 +81,9 @@ log = logging.getLogger("sla_bridge.http")
 
 _NOT_RETRIED_5XX = {501, 505}  # "not implemented" and "version not supported" will not heal
 DEFAULT_MAX_PAGES = 10_000
+DEFAULT_DEADLINE = 120  # seconds one request may take in all (http.deadline)
+DEFAULT_MAX_BODY_MB = 64  # MiB one response body may hold (http.max_body_mb)
+_MIB = 1024 * 1024
 
 
 class HttpSettings(Protocol):
@@ -76,6 +98,15 @@ class HttpSettings(Protocol):
     @property
     def max_wait(self) -> int: ...
 
+    @property
+    def deadline(self) -> int: ...
+
+    @property
+    def max_run(self) -> int: ...
+
+    @property
+    def max_body_mb(self) -> int: ...
+
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -83,7 +114,11 @@ def _utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How long one request may keep trying. ``sleep`` and ``clock`` are injectable for tests."""
+    """How long one request may keep trying. ``sleep``, ``clock`` and ``monotonic`` are injectable for tests.
+
+    ``clock`` is the wall clock (``Retry-After`` dates); ``monotonic`` measures the run's time
+    bound and the age of the source's ``Date``, like :func:`time.monotonic`.
+    """
 
     max_attempts: int = 5
     max_wait: float = 120.0  # seconds of waiting, summed over the retries of one request
@@ -91,6 +126,7 @@ class RetryPolicy:
     backoff_max: float = 30.0
     sleep: Callable[[float], None] = field(default=lambda seconds: time.sleep(seconds), compare=False)
     clock: Callable[[], datetime] = field(default=_utcnow, compare=False)
+    monotonic: Callable[[], float] = field(default=lambda: time.monotonic(), compare=False)
 
     @classmethod
     def from_config(cls, http: HttpSettings, **overrides: Any) -> RetryPolicy:
@@ -109,20 +145,260 @@ def build_client(
     """The client for one source. Pass ``transport`` (respx, a sandbox) in tests.
 
     TLS is always verified; ``ca_bundle`` adds a CA (a TLS-intercepting proxy) to the defaults.
+    Without ``transport`` the client sends through a :class:`DeadlineTransport` holding each
+    request to ``http.deadline`` seconds, through the proxy the environment names for the source
+    (``HTTPS_PROXY``, ``NO_PROXY``), as httpx itself would.
     """
-    verify: ssl.SSLContext | bool = True
-    if ca_bundle is not None:
-        verify = ssl.create_default_context()
-        verify.load_verify_locations(cafile=str(ca_bundle))
+    if transport is None:
+        verify: ssl.SSLContext | bool = True
+        if ca_bundle is not None:
+            verify = ssl.create_default_context()
+            verify.load_verify_locations(cafile=str(ca_bundle))
+        # TODO(issue 9): read http.deadline directly once bridge.config.HttpConfig has it
+        deadline = float(getattr(http, "deadline", DEFAULT_DEADLINE))
+        transport = DeadlineTransport(deadline=deadline, verify=verify, proxy=_environment_proxy(base_url))
     return httpx.Client(
         base_url=base_url,
         auth=auth,
         transport=transport,
         timeout=httpx.Timeout(float(http.timeout)),
-        verify=verify,
         follow_redirects=False,  # a redirect usually means a wrong base URL; say so, do not follow
         headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
     )
+
+
+def _environment_proxy(url: str) -> httpx.Proxy | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``ALL_PROXY``, minus ``NO_PROXY``).
+
+    httpx reads these itself only when it builds its own transport; a source talks to one origin,
+    so one look here decides for all its requests.
+    """
+    target = httpx.URL(url)
+    if not target.host or urllib.request.proxy_bypass(target.host):
+        return None
+    proxies = urllib.request.getproxies()
+    value = proxies.get(target.scheme) or proxies.get("all")
+    if not value:
+        return None
+    return httpx.Proxy(value if "://" in value else f"http://{value}")
+
+
+# -- the overall deadline of one request ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    at: float  # a time.monotonic() instant
+    bound: str  # what set it, for the message: "http.deadline = 120s"
+
+
+# The deadline of the request being sent in this thread (or task). The transport sets it around
+# each step of a request, the streams below read it: it cannot be a stream's own attribute, as a
+# kept-alive connection serves one request after another.
+_request_deadline: ContextVar[_Deadline | None] = ContextVar("sla_bridge_request_deadline", default=None)
+
+
+@contextmanager
+def _held_to(deadline: _Deadline | None) -> Iterator[None]:
+    token = _request_deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _request_deadline.reset(token)
+
+
+def _sooner(first: _Deadline | None, second: _Deadline) -> _Deadline:
+    return second if first is None or second.at < first.at else first
+
+
+def _within_deadline(timeout: float | None, timed_out: type[httpcore.TimeoutException]) -> float | None:
+    """``timeout`` cut to the time the current request has left; ``timed_out`` once none is left."""
+    deadline = _request_deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline.at - time.monotonic()
+    if left <= 0:
+        raise timed_out(f"the request did not complete within {deadline.bound}")
+    return left if timeout is None else min(timeout, left)
+
+
+_WRITE_CHUNK = 16 * 1024  # a slow reader on the other end gets a fresh (shorter) timeout per chunk
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket whose every read and write waits no longer than the request has left."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _within_deadline(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        for start in range(0, len(buffer), _WRITE_CHUNK):
+            self._stream.write(buffer[start : start + _WRITE_CHUNK], _within_deadline(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        # The handshake as a whole is held to the timeout it is given (CPython's ssl module keeps
+        # one deadline across the handshake's reads and writes).
+        wait = _within_deadline(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, wait))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own sync backend, its connects and streams held to the request's deadline."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        wait = _within_deadline(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_tcp(host, port, wait, local_address, socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        wait = _within_deadline(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, wait, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+# httpcore's errors as httpx raises them (httpx/_transports/default.py), the most specific first.
+_HTTPCORE_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:
+        for theirs, ours in _HTTPCORE_ERRORS:
+            if isinstance(error, theirs):
+                raise ours(str(error)) from error
+        raise
+
+
+class _DeadlineBody(httpx.SyncByteStream):
+    """A response body read under the deadline of the request that asked for it."""
+
+    def __init__(self, parts: Iterable[bytes], deadline: _Deadline) -> None:
+        self._parts = parts
+        self._deadline = deadline
+
+    def __iter__(self) -> Iterator[bytes]:
+        parts = iter(self._parts)
+        while True:
+            with _held_to(self._deadline), _as_httpx_errors():
+                part = next(parts, None)
+            if part is None:
+                return
+            yield part
+
+    def close(self) -> None:
+        close = getattr(self._parts, "close", None)
+        if close is not None:
+            with _as_httpx_errors():
+                close()
+
+
+class DeadlineTransport(httpx.BaseTransport):
+    """httpx's network transport, with each request held to ``deadline`` seconds in all.
+
+    httpx's ``read`` timeout restarts with every byte received, so a server that trickles its
+    status line, headers or body keeps a request alive for ever. Here connect, TLS, sending,
+    headers and body together get ``deadline`` seconds (less when the caller set a sooner
+    deadline, the run's bound): each socket wait is the configured timeout or the time left,
+    whichever is shorter, and a spent deadline is a timeout like any other. Built on
+    ``httpcore.ConnectionPool`` with its ``network_backend`` hook, as ``httpx.HTTPTransport``
+    takes no backend.
+    """
+
+    def __init__(self, *, deadline: float, verify: ssl.SSLContext | bool = True, proxy: httpx.Proxy | None = None) -> None:
+        self.deadline = deadline
+        context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+        backend = _DeadlineBackend()
+        limits: dict[str, Any] = {"max_connections": 100, "max_keepalive_connections": 20, "keepalive_expiry": 5.0}  # httpx's defaults
+        self._pool: httpcore.ConnectionPool
+        if proxy is None:
+            self._pool = httpcore.ConnectionPool(ssl_context=context, network_backend=backend, **limits)
+        elif proxy.url.scheme in ("http", "https"):
+            self._pool = httpcore.HTTPProxy(
+                proxy_url=_core_url(proxy.url),
+                proxy_auth=proxy.raw_auth,
+                proxy_headers=proxy.headers.raw,
+                ssl_context=context,
+                proxy_ssl_context=proxy.ssl_context,
+                network_backend=backend,
+                **limits,
+            )
+        else:  # socks5, socks5h (httpcore needs the socksio package for them, as httpx does)
+            self._pool = httpcore.SOCKSProxy(
+                proxy_url=_core_url(proxy.url), proxy_auth=proxy.raw_auth, ssl_context=context, network_backend=backend, **limits
+            )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        deadline = _sooner(_request_deadline.get(), _Deadline(time.monotonic() + self.deadline, f"http.deadline = {self.deadline:g}s"))
+        core_request = httpcore.Request(
+            method=request.method,
+            url=_core_url(request.url),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _held_to(deadline), _as_httpx_errors():
+            response = self._pool.handle_request(core_request)
+        assert isinstance(response.stream, Iterable)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_DeadlineBody(response.stream, deadline),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _core_url(url: httpx.URL) -> httpcore.URL:
+    return httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path)
+
+
+@contextmanager
+def _finish_within(seconds: float, bound: str) -> Iterator[None]:
+    """Requests sent inside finish within ``seconds`` as well as their own ``http.deadline``."""
+    with _held_to(_sooner(_request_deadline.get(), _Deadline(time.monotonic() + seconds, bound))):
+        yield
 
 
 MAX_RETRY_AFTER = 7 * 86400.0  # longer asks are taken as "a week": the source stops either way
@@ -139,13 +415,41 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     text = value.strip()
     if text.isascii() and text.isdigit():
         return min(float(int(text)), MAX_RETRY_AFTER)
+    when = _http_date(text)
+    if when is None:
+        return None
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP-date (RFC 9110 5.6.7, always UTC) as an aware datetime; None when it is not one."""
+    if not value:
+        return None
     try:
-        when = email.utils.parsedate_to_datetime(text)
+        when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
+    if not 1970 <= when.year <= 9000:  # room for date arithmetic either way
+        return None
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _shown_url(url: httpx.URL | str) -> str:
+    """A URL fit for a message: no query string (cursors, tokens), no user info, no secret.
+
+    Percent-encoding is undone before masking, so a vendor echoing the credentials URL-encoded
+    (a ``Location`` with ``%3D`` for the blob's padding) is masked too.
+    """
+    try:
+        parsed = httpx.URL(str(url))
+        text = str(parsed.copy_with(query=None, fragment=None, userinfo=b""))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        text = str(url).split("?", 1)[0].split("#", 1)[0]
+    text = _CONTROL.sub("", redact(urllib.parse.unquote(redact(text))))
+    return text[:300] + ("..." if len(text) > 300 else "")
 
 
 def _vendor_says(response: httpx.Response) -> str:
@@ -163,7 +467,7 @@ def _vendor_says(response: httpx.Response) -> str:
         text = "; ".join(parts) if parts else json.dumps(body, sort_keys=True)
     else:
         text = str(body)
-    text = redact(" ".join(text.split()))  # mask first: a cut could leave half a secret behind
+    text = _CONTROL.sub("", redact(" ".join(text.split())))  # mask first: a cut could leave half a secret behind
     return text[:300] + ("..." if len(text) > 300 else "")
 
 
@@ -175,7 +479,7 @@ def classify_response(
     if status < 300 or status in accept:
         return response
     request = response.request
-    what = f"{request.method} {request.url.copy_with(query=None)}"
+    what = f"{request.method} {_shown_url(request.url)}"
     said = _vendor_says(response)
     reason = f"{status} {response.reason_phrase}".strip()
     if status == 429 or (status >= 500 and status not in _NOT_RETRIED_5XX):
@@ -208,7 +512,7 @@ def classify_response(
             status=status,
         )
     if 300 <= status < 400:
-        location = response.headers.get("Location", "?")
+        location = _shown_url(response.headers.get("Location", "?"))
         raise BadRequest(
             f"{what} was redirected ({reason}) to {location}: check sources.{source}.url",
             source=source,
@@ -229,6 +533,8 @@ def origin_of(url: httpx.URL | str) -> tuple[str, str, int]:
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Errors raised before the request left the machine: safe to retry whatever the method.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Headers that describe the body as it travelled, not the body read (decoded, whole).
+_BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 def _tls_failure(error: BaseException) -> ssl.SSLError | None:
@@ -253,6 +559,11 @@ class SourceClient:
     request marked ``idempotent=False`` (a PUT that adds a comment), is retried only where it surely
     was not applied: 429, and errors before it was sent. Otherwise :class:`OutcomeUnknown` stops
     the source, so the write-back journal checks the source before anything is sent again.
+
+    ``run_deadline`` is the ``policy.monotonic()`` instant the run must stop by (run start plus
+    ``http.max_run``): no request is sent and no retry or pacing wait begun that would pass it
+    (:class:`RunBoundReached`), and a request under way gets no more than the time left. A body
+    is read up to ``max_body_mb`` MiB (:class:`ResponseTooLarge` past it).
     """
 
     def __init__(
@@ -263,17 +574,22 @@ class SourceClient:
         *,
         pace: Callable[[httpx.Response], float] | None = None,
         max_pages: int = DEFAULT_MAX_PAGES,
+        max_body_mb: int = DEFAULT_MAX_BODY_MB,
+        run_deadline: float | None = None,
     ) -> None:
         self.source = source
         self.client = client
         self.policy = policy or RetryPolicy()
         self.max_pages = max_pages  # pages one walk may read in a run (the paging loops' bound)
+        self.max_body_mb = max_body_mb
+        self.run_deadline = run_deadline
         self.requests_made = 0
         # Proactive pacing: ``pace`` reads a response's rate-limit headers and says how long to
         # hold the next request, so a known budget is not run into a 429 first.
         self.pace = pace
         self._hold_until: datetime | None = None
         self._backoff = wait_exponential_jitter(initial=self.policy.backoff_initial, max=self.policy.backoff_max)
+        self._source_date: tuple[datetime, float] | None = None  # the last usable Date, and when it came
 
     def request(
         self,
@@ -288,7 +604,8 @@ class SourceClient:
         """Send, retrying what may be retried; the response is 2xx or one of ``accept``.
 
         With ``json_body=True`` the decoded JSON body is returned instead of the response
-        (``"both"``: the two as a tuple). A URL off the source's origin is never sent.
+        (``"both"``: the two as a tuple). A URL off the source's origin is never sent. ``kwargs``
+        go to ``httpx.Client.build_request`` (``params``, ``json``, ``headers``, ...).
         """
         self._check_origin(method, url)
         repeatable = method.upper() in _IDEMPOTENT if idempotent is None else idempotent
@@ -315,23 +632,50 @@ class SourceClient:
         response, data = self.request(method, url, json_body="both", **kwargs)
         return response, data
 
+    def server_time(self) -> datetime | None:
+        """The source's clock now, as its last ``Date`` header said plus the time since it came.
+
+        None until a response carried a usable ``Date``. ``Date`` has one-second resolution, and
+        the response may have waited in transit: good to a few seconds, which is what a check
+        against writing a state computed for another instant needs.
+        """
+        if self._source_date is None:
+            return None
+        said, received = self._source_date
+        return said + timedelta(seconds=max(0.0, self.policy.monotonic() - received))
+
     def _check_origin(self, method: str, url: str) -> None:
         target = httpx.URL(url)
         base = self.client.base_url
         if not target.is_absolute_url and not target.scheme and not target.host and not url.startswith("//"):
             return  # a path on the source
         if not target.is_absolute_url or origin_of(target) != origin_of(base):
-            shown = redact(str(target.copy_with(query=None)))[:200]
             raise OffOriginLink(
-                f"{method} {shown}: the vendor's response named a URL outside the source's origin "
+                f"{method} {_shown_url(target)[:200]}: the vendor's response named a URL outside the source's origin "
                 f"({base.scheme}://{base.netloc.decode()}); it was not requested, so the credentials did not go there. "
                 f"Check sources.{self.source}.url (the vendor may expect another host name)",
                 source=self.source,
             )
 
+    def _run_bound(self, what: str, wait: float = 0.0, status: int | None = None) -> None:
+        """Raise :class:`RunBoundReached` when the run's time is spent, or ``wait`` would spend it."""
+        if self.run_deadline is None:
+            return
+        left = self.run_deadline - self.policy.monotonic()
+        if left > 0 and wait < left:
+            return
+        why = f"waiting {wait:.0f}s more would pass the run's time bound" if left > 0 else "the run has used its time bound"
+        raise RunBoundReached(
+            f"{what}; {why} (http.max_run). Stopped this source; the next run resumes from the saved cursor",
+            source=self.source,
+            status=status,
+        )
+
     def _send_once(
         self, method: str, url: str, accept: tuple[int, ...], json_body: bool | str, repeatable: bool, kwargs: dict[str, Any]
     ) -> Any:
+        request = self.client.build_request(method, url, **kwargs)
+        what = f"{method} {_shown_url(request.url)}"
         if self._hold_until is not None:
             wait = (self._hold_until - self.policy.clock()).total_seconds()
             self._hold_until = None
@@ -343,27 +687,32 @@ class SourceClient:
                     not_before=self.policy.clock() + timedelta(seconds=wait),
                 )
             if wait > 0:
+                self._run_bound(f"{what} not sent: the rate-limit budget is spent for {wait:.0f}s", wait)
                 log.info("source %r: rate-limit budget spent; pausing %.1fs", self.source, wait)
                 self.policy.sleep(wait)
+        self._run_bound(f"{what} not sent")
         self.requests_made += 1
         try:
-            response = self.client.request(method, url, **kwargs)
-        except httpx.TransportError as error:
+            if self.run_deadline is None:
+                response = self._exchange(request)
+            else:
+                with _finish_within(self.run_deadline - self.policy.monotonic(), "the run's time bound (http.max_run)"):
+                    response = self._exchange(request)
+        except (httpx.TransportError, httpx.DecodingError) as error:
             tls = _tls_failure(error)
             if tls is not None:
                 raise FatalSourceError(
-                    f"{method} {url}: TLS verification failed ({getattr(tls, 'reason', None) or type(tls).__name__}): "
+                    f"{what}: TLS verification failed ({getattr(tls, 'reason', None) or type(tls).__name__}): "
                     f"check sources.{self.source}.url, or set http.ca_bundle for a TLS-intercepting proxy",
                     source=self.source,
                 ) from None
-            what = "timed out" if isinstance(error, httpx.TimeoutException) else "could not be completed"
-            failure = RetriableSourceError(
-                f"{method} {url} {what} ({type(error).__name__}: {redact(str(error)) or 'no detail'})", source=self.source
-            )
+            happened = "timed out" if isinstance(error, httpx.TimeoutException) else "could not be completed"
+            detail = _CONTROL.sub("", redact(str(error)))[:300] or "no detail"
+            failure = RetriableSourceError(f"{what} {happened} ({type(error).__name__}: {detail})", source=self.source)
             if isinstance(error, _NOT_SENT) or repeatable:
                 raise failure from None
             raise self._unknown(failure) from None
-        log.debug("%s %s -> %s", method, response.request.url.copy_with(query=None), response.status_code)
+        log.debug("%s -> %s", what, response.status_code)
         if self.pace is not None and response.status_code < 400:
             hold = self.pace(response)
             if hold > 0:
@@ -380,12 +729,43 @@ class SourceClient:
             data = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise RetriableSourceError(
-                f"{method} {response.request.url.copy_with(query=None)} answered {response.status_code} with a "
-                "body that is not JSON",
+                f"{what} answered {response.status_code} with a body that is not JSON",
                 source=self.source,
                 status=response.status_code,
             ) from None
         return (response, data) if json_body == "both" else data
+
+    def _exchange(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` and read its body, no more than ``max_body_mb`` of it."""
+        response = self.client.send(request, stream=True)
+        try:
+            said = _http_date(response.headers.get("Date"))
+            if said is not None:
+                self._source_date = (said, self.policy.monotonic())
+            limit = self.max_body_mb * _MIB
+            declared = response.headers.get("Content-Length", "").strip()
+            if declared.isascii() and declared.isdigit() and int(declared) > limit:
+                raise self._too_large(request, f"it declares {int(declared):,} bytes (Content-Length)")
+            body = bytearray()
+            for part in response.iter_bytes():  # decoded: a small gzip page can unpack to gigabytes
+                body += part
+                if len(body) > limit:
+                    raise self._too_large(request, f"more than {limit:,} bytes arrived")
+        finally:
+            response.close()
+        # A response holding the body read: no longer encoded, its length that of the body.
+        headers = [(name, value) for name, value in response.headers.multi_items() if name.lower() not in _BODY_FRAMING]
+        return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=request, extensions=response.extensions)
+
+    def _too_large(self, request: httpx.Request, why: str) -> ResponseTooLarge:
+        return ResponseTooLarge(
+            f"{request.method} {_shown_url(request.url)}: the response is larger than http.max_body_mb = "
+            f"{self.max_body_mb} MiB ({why}); it was not read further. A page this large usually means a wrong "
+            f"sources.{self.source}.url or a misbehaving server; raise http.max_body_mb only if the vendor's pages "
+            "really are this large",
+            source=self.source,
+            status=None,
+        )
 
     def _unknown(self, failure: RetriableSourceError) -> OutcomeUnknown:
         return OutcomeUnknown(
@@ -401,8 +781,11 @@ class SourceClient:
             return error.retry_after
         return float(self._backoff(state))
 
+    def _crosses_run_bound(self, wait: float) -> bool:
+        return self.run_deadline is not None and self.policy.monotonic() + wait >= self.run_deadline
+
     def _stop(self, state: RetryCallState) -> bool:
-        if state.attempt_number >= self.policy.max_attempts:
+        if state.attempt_number >= self.policy.max_attempts or self._crosses_run_bound(state.upcoming_sleep):
             return True
         return state.idle_for + state.upcoming_sleep > self.policy.max_wait
 
@@ -421,6 +804,8 @@ class SourceClient:
         error = state.outcome.exception() if state.outcome else None
         assert isinstance(error, RetriableSourceError)
         bound = self.policy.max_wait
+        if state.attempt_number < self.policy.max_attempts and self._crosses_run_bound(state.upcoming_sleep):
+            self._run_bound(error.detail, state.upcoming_sleep, error.status)
         if state.attempt_number >= self.policy.max_attempts:
             why = (
                 f"gave up after {state.attempt_number} attempt(s) and {state.idle_for:.0f}s of waiting "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from bridge.config import Config
-from bridge.edges.http import RetryPolicy, SourceClient, build_client
+from bridge.edges.http import DEFAULT_MAX_BODY_MB, RetryPolicy, SourceClient, build_client
 from bridge.framework.contract import Connector
 from bridge.framework.registry import connector_class
 
@@ -18,13 +18,27 @@ def open_connector(
     *,
     transport: httpx.BaseTransport | None = None,
     policy: RetryPolicy | None = None,
+    run_deadline: float | None = None,
 ) -> Connector:
-    """The connector for source ``name``. Close it with ``connector.http.client.close()``."""
+    """The connector for source ``name``. Close it with ``connector.http.client.close()``.
+
+    ``run_deadline`` is the ``time.monotonic()`` instant the run must stop by (its start plus
+    ``http.max_run``; the policy's ``monotonic`` clock when a test passes its own): the source
+    sends nothing past it and stops with ``RunBoundReached``. None for no bound (``check``).
+    """
     source = config.sources[name]
     cls = connector_class(source.system, source=name)
     secret = config.source_secret(name)
     client = build_client(
         source.url, http=config.http, auth=cls.auth(source, secret), transport=transport, ca_bundle=config.ca_bundle_path()
     )
-    http = SourceClient(name, client, policy or RetryPolicy.from_config(config.http), max_pages=config.http.max_pages)
+    http = SourceClient(
+        name,
+        client,
+        policy or RetryPolicy.from_config(config.http),
+        max_pages=config.http.max_pages,
+        # TODO(issue 9): config.http.max_body_mb once bridge.config.HttpConfig has it
+        max_body_mb=getattr(config.http, "max_body_mb", DEFAULT_MAX_BODY_MB),
+        run_deadline=run_deadline,
+    )
     return cls(name, source, http)
