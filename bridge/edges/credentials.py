@@ -1,9 +1,15 @@
 """Secrets: read from an environment variable or a file named in config, and never shown again.
 
 A resolved secret is a :class:`Secret`, whose ``str``/``repr`` are masked, and its value is
-registered with :func:`redact`, which the log formatter, the CLI's error printer and the store's
+registered with :func:`redact`, which the log formatter, everything the CLI prints and the store's
 run journal pass every outgoing text through. So even a vendor that echoes a token back in an
-error body cannot put it in a log line, a ``--json`` document or the database.
+error body cannot put it in a log line, a ``--json`` document or the database. The forms a
+secret takes on the way (JSON-escaped, URL-encoded in a query or a ``Location``, ``repr()`` in an
+exception) are masked too.
+
+A secret file is read only if it is a regular file of at most :data:`MAX_SECRET_FILE_BYTES`: a
+FIFO would block the run for ever before it takes the lock (so cron runs pile up) and
+``/dev/zero`` would be read until memory runs out.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ import os
 import stat
 import threading
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
-__all__ = ["MASK", "Secret", "forget_secrets", "read_secret", "redact"]
+__all__ = ["MASK", "MAX_SECRET_FILE_BYTES", "Secret", "forget_secrets", "read_secret", "redact"]
 
 MASK = "********"
+MAX_SECRET_FILE_BYTES = 64 * 1024  # a token, a password or a PEM key: far less than this
 _MIN_REDACT_LENGTH = 4  # a 1-3 character "secret" would mask half of every log line
 
 _known: set[str] = set()
@@ -33,9 +41,7 @@ class Secret:
         self.origin = origin  # e.g. "environment variable ZENDESK_TOKEN": safe to show
         if len(value) >= _MIN_REDACT_LENGTH:
             with _lock:
-                # Also the forms JSON writes, so a secret with a quote, a backslash or a non-ASCII
-                # letter is still masked inside an already-encoded document.
-                _known.update({value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]})
+                _known.update(_forms(value))
 
     def reveal(self) -> str:
         return self._value
@@ -50,6 +56,26 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+def _forms(value: str) -> set[str]:
+    """The ways ``value`` is written where it can reach output, each masked on its own.
+
+    JSON (a secret with a quote, a backslash or a non-ASCII letter inside an encoded document),
+    ``repr()`` (an exception or a log argument shown with ``%r``), and URL encoding: a vendor
+    that echoes the request into a ``Location`` or a query string writes ``+``, ``/`` and ``=``
+    of a Basic blob as ``%2B``, ``%2F``, ``%3D``, in either case of hex digits.
+    """
+    forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1]}
+    forms.add(repr(value.encode("utf-8"))[2:-1])
+    for encoded in (quote(value, safe=""), quote(value), quote_plus(value), quote_plus(value, safe="/")):
+        forms.update({encoded, _lower_hex(encoded)})
+    return forms
+
+
+def _lower_hex(encoded: str) -> str:
+    parts = encoded.split("%")
+    return parts[0] + "".join("%" + part[:2].lower() + part[2:] for part in parts[1:])
 
 
 def read_secret(*, env: str | None, file: str | Path | None, key: str, base_dir: Path | None = None) -> Secret:
@@ -70,13 +96,7 @@ def read_secret(*, env: str | None, file: str | Path | None, key: str, base_dir:
         path = Path(file).expanduser()
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-        try:
-            mode = path.stat().st_mode
-            value = path.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            raise LookupError(f"{key}_file: the file {path} does not exist") from None
-        except OSError as error:
-            raise LookupError(f"{key}_file: cannot read {path}: {error.strerror}") from None
+        mode, value = _read_secret_file(path, f"{key}_file")
         if not value:
             raise LookupError(f"{key}_file: the file {path} is empty")
         if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -86,6 +106,58 @@ def read_secret(*, env: str | None, file: str | Path | None, key: str, base_dir:
             )
         return Secret(value, f"file {path}")
     raise LookupError(f"{key}: no secret configured")
+
+
+def _read_secret_file(path: Path, key: str) -> tuple[int, str]:
+    """The mode and stripped text of a small regular file; ``LookupError`` naming ``key`` otherwise.
+
+    Opened non-blocking, so a FIFO with no writer returns at once instead of hanging the run,
+    then checked on the open descriptor (no window for a swap between check and read), and read
+    to the bound at most, so neither ``/dev/zero`` nor a file that grows can exhaust memory.
+    """
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise LookupError(f"{key}: the file {path} does not exist") from None
+    except OSError as error:
+        raise LookupError(f"{key}: cannot read {path}: {error.strerror}") from None
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            raise LookupError(
+                f"{key}: {path} is not a regular file ({_file_kind(info.st_mode)}); "
+                "point it at a file that holds only the secret"
+            )
+        if info.st_size > MAX_SECRET_FILE_BYTES:
+            raise LookupError(
+                f"{key}: {path} is {info.st_size:,} bytes, more than a secret file may be "
+                f"({MAX_SECRET_FILE_BYTES // 1024} KiB); point it at a file that holds only the secret"
+            )
+        chunks: list[bytes] = []
+        left = MAX_SECRET_FILE_BYTES + 1
+        while left > 0:
+            chunk = os.read(handle, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as error:
+        raise LookupError(f"{key}: cannot read {path}: {error.strerror}") from None
+    finally:
+        os.close(handle)
+    data = b"".join(chunks)
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise LookupError(f"{key}: {path} grew beyond {MAX_SECRET_FILE_BYTES // 1024} KiB while it was read")
+    try:
+        return info.st_mode, data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise LookupError(f"{key}: {path} is not UTF-8 text; write the secret as plain text") from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "not a plain file")
 
 
 def redact(text: str) -> str:
