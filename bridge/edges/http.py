@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import logging
 import re
@@ -39,7 +40,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpcore
 import httpx
@@ -84,6 +85,7 @@ DEFAULT_MAX_PAGES = 10_000
 DEFAULT_DEADLINE = 120  # seconds one request may take in all (http.deadline)
 DEFAULT_MAX_BODY_MB = 64  # MiB one response body may hold (http.max_body_mb)
 _MIB = 1024 * 1024
+_T = TypeVar("_T")
 
 
 class HttpSettings(Protocol):
@@ -211,15 +213,24 @@ def _sooner(first: _Deadline | None, second: _Deadline) -> _Deadline:
     return second if first is None or second.at < first.at else first
 
 
-def _within_deadline(timeout: float | None, timed_out: type[httpcore.TimeoutException]) -> float | None:
-    """``timeout`` cut to the time the current request has left; ``timed_out`` once none is left."""
+def _within_deadline(timeout: float | None, timed_out: type[httpcore.TimeoutException], wait: Callable[[float | None], _T]) -> _T:
+    """``wait(t)`` with ``timeout`` cut to the time the request has left; ``timed_out`` once none is left.
+
+    A socket timeout that fires because the deadline cut it short says so, rather than a bare
+    "timed out" that would read as the configured ``http.timeout``.
+    """
     deadline = _request_deadline.get()
     if deadline is None:
-        return timeout
+        return wait(timeout)
     left = deadline.at - time.monotonic()
     if left <= 0:
         raise timed_out(f"the request did not complete within {deadline.bound}")
-    return left if timeout is None else min(timeout, left)
+    if timeout is not None and timeout <= left:
+        return wait(timeout)
+    try:
+        return wait(left)
+    except httpcore.TimeoutException:
+        raise timed_out(f"the request did not complete within {deadline.bound}") from None
 
 
 _WRITE_CHUNK = 16 * 1024  # a slow reader on the other end gets a fresh (shorter) timeout per chunk
@@ -232,11 +243,11 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._stream = stream
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, _within_deadline(timeout, httpcore.ReadTimeout))
+        return _within_deadline(timeout, httpcore.ReadTimeout, lambda wait: self._stream.read(max_bytes, wait))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         for start in range(0, len(buffer), _WRITE_CHUNK):
-            self._stream.write(buffer[start : start + _WRITE_CHUNK], _within_deadline(timeout, httpcore.WriteTimeout))
+            _within_deadline(timeout, httpcore.WriteTimeout, functools.partial(self._stream.write, buffer[start : start + _WRITE_CHUNK]))
 
     def close(self) -> None:
         self._stream.close()
@@ -246,8 +257,8 @@ class _DeadlineStream(httpcore.NetworkStream):
     ) -> httpcore.NetworkStream:
         # The handshake as a whole is held to the timeout it is given (CPython's ssl module keeps
         # one deadline across the handshake's reads and writes).
-        wait = _within_deadline(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, wait))
+        secured = _within_deadline(timeout, httpcore.ConnectTimeout, lambda wait: self._stream.start_tls(ssl_context, server_hostname, wait))
+        return _DeadlineStream(secured)
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
@@ -267,12 +278,12 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        wait = _within_deadline(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._backend.connect_tcp(host, port, wait, local_address, socket_options))
+        connect = self._backend.connect_tcp
+        return _DeadlineStream(_within_deadline(timeout, httpcore.ConnectTimeout, lambda wait: connect(host, port, wait, local_address, socket_options)))
 
     def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        wait = _within_deadline(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._backend.connect_unix_socket(path, wait, socket_options))
+        connect = self._backend.connect_unix_socket
+        return _DeadlineStream(_within_deadline(timeout, httpcore.ConnectTimeout, lambda wait: connect(path, wait, socket_options)))
 
     def sleep(self, seconds: float) -> None:
         self._backend.sleep(seconds)
