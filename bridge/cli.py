@@ -4,21 +4,28 @@ Global options (``--config``, ``--db``, ``-v``, ``--log-format``) are defined on
 the group and on every command, so they work before or after the command name. Errors from
 :mod:`bridge.errors` become one clean ``Error: ...`` line and their exit code (a traceback only
 with ``-v``): 0 ok, 1 failure, 2 usage or configuration error, 3 partial (some sources failed),
-75 another run holds the lock.
+75 another run holds the lock, 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+
+Everything printed goes through :func:`_say`, which masks secrets, and every value from a
+ticket, a vendor or a file is put in with :func:`bridge.edges.logs.printable`, so no such text
+can move the cursor, retitle the terminal or forge a line.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import signal
+import sqlite3
 import sys
 import tempfile
 import time
 import tomllib
 import traceback
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -30,11 +37,11 @@ import click
 from bridge._version import __version__
 from bridge.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, Config, load_config
 from bridge.edges.credentials import redact
-from bridge.edges.logs import configure_logging
+from bridge.edges.logs import configure_logging, printable, printable_lines
 from bridge.edges.store import Store
 from bridge.engine.durations import format_duration
 from bridge.engine.hours import parse_interval
-from bridge.errors import ConfigError, SlaBridgeError, SourceError
+from bridge.errors import ConfigError, SlaBridgeError, SourceError, Terminated
 from bridge.framework.contract import Connector
 from bridge.framework.registry import connector_class
 from bridge.model import WritebackPlan, from_iso
@@ -67,6 +74,24 @@ class AppState:
 
     def open_store(self) -> Store:
         return Store.open(self.config().store_path(self.db))
+
+    def open_existing_store(self) -> Store:
+        """The store for a command that only reads: a missing one is a mistake to say, not to create."""
+        path = self.config().store_path(self.db)
+        if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+            config = self.config()
+            said_by = "--db" if self.db is not None else "store.path"
+            raise ConfigError(
+                f"{said_by}: no store at {path}: run `sla-bridge sync` first, or check --db / store.path",
+                file=None if self.db is not None or config.path is None else str(config.path),
+            )
+        return Store.open(path, create=False)  # and a read-only store can be read
+
+    def store_path(self) -> Path | None:
+        """The store this invocation uses, as far as it is known (for messages about it)."""
+        if self._config is not None:
+            return self._config.store_path(self.db)
+        return Path(self.db).expanduser().absolute() if self.db is not None else None
 
 
 def _state() -> AppState:
@@ -127,31 +152,128 @@ def json_option(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(command)
 
 
+def _say(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """Print a line the CLI composed, with every secret masked.
+
+    The values put into ``text`` from tickets, vendors and files must already have gone through
+    :func:`printable`; a line the CLI composes may span lines on purpose.
+    """
+    click.echo(redact(text), err=err, nl=nl)
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The exit code (and the ``runs`` row's) for a command ended by ``error``."""
+    if isinstance(error, Terminated):
+        return error.exit_code
+    if isinstance(error, KeyboardInterrupt):
+        return 128 + signal.SIGINT
+    if isinstance(error, SlaBridgeError):
+        return error.exit_code
+    return EXIT_FAILURE
+
+
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    # A second signal while this one unwinds the run ends the process at once, as it would
+    # without sla-bridge: whoever sends it twice means it (the next run marks the row killed).
+    signal.signal(signum, signal.SIG_DFL)
+    raise Terminated(signum)
+
+
+@contextmanager
+def _signals_stop_the_run() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C: locks released, the run recorded, one line said."""
+    try:
+        previous = {signum: signal.signal(signum, _raise_terminated) for signum in _STOP_SIGNALS}
+    except ValueError:  # not the main thread (sla-bridge embedded in something else): leave it be
+        previous = {}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 class BridgeGroup(click.Group):
     """Turns sla-bridge's errors into ``Error: ...`` and the exit code DESIGN.md gives them."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _signals_stop_the_run():
+                return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except SlaBridgeError as error:
             _fail(ctx, error, error.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as error:
+            _stopped(ctx, error)
+        except (sqlite3.Error, OSError) as error:
+            _fail(ctx, error, EXIT_FAILURE, message=_explain_store_failure(error, ctx.ensure_object(AppState).store_path()))
         except Exception as error:  # noqa: BLE001 - a bug: say so plainly, keep the traceback for -v
             _fail(ctx, error, EXIT_FAILURE, unexpected=True)
 
 
-def _fail(ctx: click.Context, error: BaseException, code: int, *, unexpected: bool = False) -> None:
+def _stopped(ctx: click.Context, error: KeyboardInterrupt) -> None:
+    signum = error.signum if isinstance(error, Terminated) else signal.SIGINT
+    how = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
+    with suppress(OSError):  # after SIGHUP the terminal may be gone
+        _say(f"Stopped by {how}; the next run resumes where this one left off", err=True)
+    ctx.exit(exit_code_for(error))
+
+
+def _fail(ctx: click.Context, error: BaseException, code: int, *, unexpected: bool = False, message: str | None = None) -> None:
     state = ctx.ensure_object(AppState)
     if state.verbose:
-        click.echo(redact("".join(traceback.format_exception(error))), err=True)
-    message = f"{type(error).__name__}: {error}" if unexpected else str(error)
+        _say(printable_lines("".join(traceback.format_exception(error)).rstrip("\n")), err=True)
+    if message is None:
+        # A configuration error lists one problem a line; any other message is one line, so that
+        # a vendor's text inside it cannot start a line of its own.
+        clean = printable_lines if isinstance(error, ConfigError) else printable
+        message = clean(f"{type(error).__name__}: {error}" if unexpected else str(error))
     hint = " (run with -v for the traceback)" if unexpected and not state.verbose else ""
-    click.echo(redact(f"Error: {message}{hint}"), err=True)
+    _say(f"Error: {message}{hint}", err=True)
     ctx.exit(code)
+
+
+_FIX_ACCESS = "give the user running sla-bridge write access to it and to its folder, or point --db / store.path elsewhere"
+
+
+def _explain_store_failure(error: sqlite3.Error | OSError, store: Path | None) -> str:
+    """What an operator can act on, for the store or a file beside it that could not be written."""
+    where = f"the store {store}" if store else "the store"
+    if isinstance(error, sqlite3.Error):
+        text = str(error).lower()
+        if "readonly" in text or "read-only" in text:
+            return (f"{where} cannot be written (the file is read-only, or its folder is, where SQLite keeps the "
+                    f"-wal and -shm files beside it); {_FIX_ACCESS}")
+        if "full" in text:
+            return (f"no space left for {where} (SQLite: {printable(error)}): free space on its disk, then run again; "
+                    "the next run resumes where this one stopped")
+        if "unable to open" in text:
+            return f"cannot open {where}: its folder is missing or cannot be written; {_FIX_ACCESS}"
+        if "disk i/o" in text:
+            return (f"the disk holding {where} failed a read or a write (full, failing or gone): check it, then run again; "
+                    "the next run resumes where this one stopped")
+        if "locked" in text or "busy" in text:
+            return f"{where} stayed locked by another program for 30 s: stop whatever else has it open, then run again"
+        if "malformed" in text or "not a database" in text:
+            return (f"{where} is damaged or is not an sla-bridge store ({printable(error)}): restore it from a backup, "
+                    "or point --db / store.path at a new file")
+        return f"{where} failed: {type(error).__name__}: {printable(error)} (run with -v for the traceback)"
+    filename = str(error.filename) if error.filename else None
+    beside_store = store is not None and (filename is None or filename.startswith(str(store)))
+    name = printable(filename or store or "a file")
+    elsewhere = ", or point --db / store.path elsewhere" if beside_store else ""
+    what = printable(error.strerror or error)
+    if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return f"no space left for {name} ({what}): free space on its disk, then run again; the next run resumes where this one stopped"
+    if error.errno == errno.EROFS:
+        return f"{name} is on a read-only file system: remount it writable{elsewhere}"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied on {name}: give the user running sla-bridge access to it and to its folder{elsewhere}"
+    return f"{name}: {what} ({type(error).__name__}; run with -v for the traceback)"
 
 
 @click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -200,9 +322,9 @@ def init(path: str | None, force: bool) -> None:
         tmp.write(text)
     os.chmod(tmp.name, 0o644)
     os.replace(tmp.name, target)
-    click.echo(f"Wrote {target}.")
-    click.echo("Next: set sources.helpdesk.url and auth.email, export ZENDESK_API_TOKEN, then run:")
-    click.echo(f"  sla-bridge --config {target} check --online")
+    _say(f"Wrote {printable(target)}.")
+    _say("Next: set sources.helpdesk.url and auth.email, export ZENDESK_API_TOKEN, then run:")
+    _say(f"  sla-bridge --config {printable(target)} check --online")
 
 
 # -- check ----------------------------------------------------------------------------------
@@ -216,7 +338,8 @@ def check(online: bool, as_json: bool) -> None:
     """Validate the config and summarise sources, calendars and policies.
 
     Exit 0 when valid, 2 with every problem listed when not. --online also authenticates against
-    each source once (exit 3 if any source fails) and records the run in the store.
+    each source and checks what the configured features need (exit 3 if any source fails or has
+    a problem), and records the run in the store.
 
     \b
     Example:
@@ -232,12 +355,12 @@ def check(online: bool, as_json: bool) -> None:
         if any(not result["ok"] for result in summary["online"].values()):
             exit_code = EXIT_PARTIAL
     if as_json:
-        click.echo(redact(json.dumps(summary, indent=2, default=str)))
+        _say(json.dumps(summary, indent=2, default=str))
     else:
         _print_summary(summary)
     if exit_code:
         failed = [name for name, result in summary["online"].items() if not result["ok"]]
-        click.echo(f"Error: {len(failed)} source(s) failed the credential check: {', '.join(failed)}", err=True)
+        _say(f"Error: {len(failed)} source(s) failed the credential check: {', '.join(map(printable, failed))}", err=True)
         click.get_current_context().exit(exit_code)
 
 
@@ -302,8 +425,8 @@ def _check_sources(config: Config, state: AppState) -> dict[str, dict[str, Any]]
         try:
             for name in config.sources:
                 results[name] = _check_one_source(config, name)
-        except BaseException as error:  # record the crash, then let the CLI report it
-            store.finish_run(run_id, exit_code=EXIT_FAILURE, sources=results, error=f"{type(error).__name__}: {error}")
+        except BaseException as error:  # record the crash (or the signal), then let the CLI report it
+            store.finish_run(run_id, exit_code=exit_code_for(error), sources=results, error=f"{type(error).__name__}: {error}")
             raise
         failed = sum(1 for result in results.values() if not result["ok"])
         store.finish_run(run_id, exit_code=EXIT_PARTIAL if failed else EXIT_OK, sources=results)
@@ -315,7 +438,12 @@ def _check_one_source(config: Config, name: str) -> dict[str, Any]:
     try:
         connector = open_connector(config, name)
         account = connector.check_credentials()
-        result: dict[str, Any] = {"ok": True, "account": account.account, "detail": account.detail}
+        # What the configured features need and the account lacks (permissions, a drop-down
+        # without sla-bridge's values): authenticated, yet a sync would fail or lose writes.
+        problems = list(account.problems)
+        result: dict[str, Any] = {"ok": not problems, "account": account.account, "detail": account.detail}
+        if problems:
+            result["problems"] = problems
     except SourceError as error:
         log.info("%s", error)
         result = {"ok": False, "error": str(error), "error_class": type(error).__name__}
@@ -339,7 +467,7 @@ def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
 
 
 def _progress(source: str, records: int) -> None:
-    click.echo(f"\rpulling {source}: {records:,} records", nl=False, err=True)
+    _say(f"\rpulling {printable(source)}: {records:,} records", nl=False, err=True)
 
 
 def _run(command: str, phases: tuple[str, ...], sources: tuple[str, ...] = (), *, dry_run: bool = False,
@@ -351,23 +479,23 @@ def _run(command: str, phases: tuple[str, ...], sources: tuple[str, ...] = (), *
     report = run_pipeline(config, command, phases, sources, store_path=config.store_path(state.db), dry_run=dry_run, now=now,
                           progress=_progress if interactive else None)
     if interactive and "pull" in phases:
-        click.echo("", err=True)
+        _say("", err=True)
     return report
 
 
 def _finish(report: RunReport, *, dry_run: bool, as_json: bool) -> None:
     if as_json:
         plan_docs = {s: [_plan_doc(p) for p in source_plans] for s, source_plans in report.plans.items()} if dry_run else None
-        click.echo(redact(json.dumps({"command": report.command, "exit_code": report.exit_code, "seconds": report.seconds,
-                                      "sources": report.source_docs(), "plans": plan_docs}, indent=2, default=str)))
+        _say(json.dumps({"command": report.command, "exit_code": report.exit_code, "seconds": report.seconds,
+                         "sources": report.source_docs(), "plans": plan_docs}, indent=2, default=str))
     else:
         if dry_run:
             for source, plans in report.plans.items():
-                click.echo(f"{source}: {len(plans)} ticket(s) would be written (dry run: nothing sent)")
+                _say(f"{printable(source)}: {len(plans)} ticket(s) would be written (dry run: nothing sent)")
                 for plan in plans:
-                    click.echo(f"  {plan.ticket_id}: {_describe_plan(plan)}")
+                    _say(f"  {printable(plan.ticket_id)}: {_describe_plan(plan)}")
         total = report.total
-        click.echo(
+        _say(
             f"{report.command}: {len(report.sources)} source(s), {total('tickets_pulled'):,} tickets and "
             f"{total('events_pulled'):,} events pulled, {total('tickets_evaluated'):,} tickets evaluated, "
             f"{total('clocks_changed'):,} clocks changed, {total('writes_sent'):,} writes sent ({total('notes_sent'):,} notes)"
@@ -378,10 +506,10 @@ def _finish(report: RunReport, *, dry_run: bool, as_json: bool) -> None:
         )
         for name, stats in sorted(report.sources.items()):
             if stats.unmapped:
-                click.echo(f"Warning: source {name!r}: unmapped values kept raw: "
-                           + ", ".join(f"{k} ({v})" for k, v in stats.unmapped.items()), err=True)
+                _say(f"Warning: source {name!r}: unmapped values kept raw: "
+                     + ", ".join(f"{printable(k)} ({v})" for k, v in stats.unmapped.items()), err=True)
     for name in report.failed:
-        click.echo(f"Error: {report.sources[name].error}", err=True)
+        _say(f"Error: {printable(report.sources[name].error)}", err=True)
     if report.exit_code:
         click.get_current_context().exit(report.exit_code)
 
@@ -392,9 +520,9 @@ def _plan_doc(plan: WritebackPlan) -> dict[str, Any]:
 
 
 def _describe_plan(plan: WritebackPlan) -> str:
-    parts = [f"set {k} = {v!r}" for k, v in plan.set_fields.items()]
-    parts += [f"add tag {t}" for t in plan.add_tags] + [f"remove tag {t}" for t in plan.remove_tags]
-    parts += [f"internal note {n.marker}" for n in plan.notes]
+    parts = [f"set {printable(k)} = {printable(repr(v))}" for k, v in plan.set_fields.items()]
+    parts += [f"add tag {printable(t)}" for t in plan.add_tags] + [f"remove tag {printable(t)}" for t in plan.remove_tags]
+    parts += [f"internal note {printable(n.marker)}" for n in plan.notes]
     return "; ".join(parts)
 
 
@@ -470,28 +598,38 @@ def status(ticket: str | None, limit: int, as_json: bool) -> None:
         sla-bridge status zendesk-prod:4711
     """
     state = _setup()
-    config = state.config()
-    with Store.open(config.store_path(state.db)) as store:
+    _learn_secrets(state.config())
+    with state.open_existing_store() as store:
         if ticket:
             _timeline(store, ticket, as_json)
             return
         rows = store.worst_clocks(None if as_json or not limit else limit)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        _say(json.dumps(rows, indent=2))
         return
     if not rows:
-        click.echo("No clock is running, at risk or breached.")
+        _say("No clock is running, at risk or breached.")
         return
     header = ("TICKET", "SOURCE", "CUSTOMER", "PRI", "METRIC", "STATE", "TARGET", "ELAPSED", "DUE (UTC)")
-    table = [header] + [(
-        row["key"], row["source"], (row["customer"] or "-")[:18], row["priority"] or "-",
+    table = [header] + [tuple(map(printable, (
+        row["key"], row["source"], printable(redact(row["customer"] or "-"))[:18], row["priority"] or "-",  # masked before cut
         row["metric"] + (f"#{row['cycle']}" if row["cycle"] > 1 else ""),
         row["state"] + (" (at risk)" if row["at_risk"] else "") + (" (closed)" if row["stopped_at"] else ""),
         format_duration(row["target_seconds"]), format_duration(row["elapsed_seconds"]), (row["due_at"] or "")[:16].replace("T", " "),
-    ) for row in rows]
-    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+    ))) for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for line in table:
-        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+        _say("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _learn_secrets(config: Config) -> None:
+    """Resolve what secrets are in reach, so that one a helpdesk echoed into a ticket is masked.
+
+    ``status`` sends nothing and needs none: a secret that is not set is no error here.
+    """
+    for name in config.sources:
+        with suppress(ConfigError):
+            config.source_secret(name)
 
 
 def _timeline(store: Store, wanted: str, as_json: bool) -> None:
@@ -501,32 +639,33 @@ def _timeline(store: Store, wanted: str, as_json: bool) -> None:
     if not matches:
         raise click.UsageError(f"no ticket {wanted!r} in the store (use an id such as zendesk-prod:123 or a key such as #123)")
     if len(matches) > 1:
-        raise click.UsageError(f"{wanted!r} names tickets in several sources: {', '.join(matches)}; use the id")
+        raise click.UsageError(f"{wanted!r} names tickets in several sources: {', '.join(map(printable, matches))}; use the id")
     [(ticket, events)] = store.load(matches)
     clocks = store.clock_rows(ticket.id)
     segments = status_segments(ticket, events)
     if as_json:
-        click.echo(json.dumps({"ticket": {"id": ticket.id, "key": ticket.key, "title": ticket.title, "status": ticket.status,
-                                          "priority": ticket.priority, "customer": ticket.customer},
-                               "events": [{"at": e.at.isoformat(), "kind": e.kind, "from": e.from_value, "to": e.to_value} for e in events],
-                               "statuses": [{"from": at.isoformat(), "status": s} for at, s in segments],
-                               "clocks": clocks}, indent=2, default=str))
+        _say(json.dumps({"ticket": {"id": ticket.id, "key": ticket.key, "title": ticket.title, "status": ticket.status,
+                                    "priority": ticket.priority, "customer": ticket.customer},
+                         "events": [{"at": e.at.isoformat(), "kind": e.kind, "from": e.from_value, "to": e.to_value} for e in events],
+                         "statuses": [{"from": at.isoformat(), "status": s} for at, s in segments],
+                         "clocks": clocks}, indent=2, default=str))
         return
-    click.echo(f"{ticket.key} ({ticket.id}) {ticket.title}")
-    click.echo(f"  status {ticket.status}, priority {ticket.priority or '-'}, customer {ticket.customer or '-'}")
-    click.echo("Events:")
+    p = printable
+    _say(f"{p(ticket.key)} ({p(ticket.id)}) {p(ticket.title)}")
+    _say(f"  status {p(ticket.status)}, priority {p(ticket.priority or '-')}, customer {p(ticket.customer or '-')}")
+    _say("Events:")
     for event in events:
-        change = f" {event.from_value or '-'} -> {event.to_value}" if event.kind in ("status", "priority") else ""
-        click.echo(f"  {event.at:%Y-%m-%d %H:%M} {event.kind}{change}")
-    click.echo("Statuses:")
+        change = f" {p(event.from_value or '-')} -> {p(event.to_value)}" if event.kind in ("status", "priority") else ""
+        _say(f"  {event.at:%Y-%m-%d %H:%M} {p(event.kind)}{change}")
+    _say("Statuses:")
     for at, status_name in segments:
-        click.echo(f"  from {at:%Y-%m-%d %H:%M} {status_name}")
-    click.echo("Clocks:")
+        _say(f"  from {at:%Y-%m-%d %H:%M} {p(status_name)}")
+    _say("Clocks:")
     for c in clocks:
-        click.echo(f"  {c['metric']}#{c['cycle']} {c['state']}{' (at risk)' if c['at_risk'] else ''}: "
-                   f"{format_duration(c['elapsed_seconds'])} of {format_duration(c['target_seconds'])}, "
-                   f"paused {format_duration(c['paused_seconds'])}, due {c['due_at']}"
-                   + (f", breached {c['breached_at']}" if c["breached_at"] else "") + f" (policy {c['policy']})")
+        _say(f"  {p(c['metric'])}#{c['cycle']} {p(c['state'])}{' (at risk)' if c['at_risk'] else ''}: "
+             f"{format_duration(c['elapsed_seconds'])} of {format_duration(c['target_seconds'])}, "
+             f"paused {format_duration(c['paused_seconds'])}, due {p(c['due_at'])}"
+             + (f", breached {p(c['breached_at'])}" if c["breached_at"] else "") + f" (policy {p(c['policy'])})")
 
 
 # -- sandbox and demo -----------------------------------------------------------------------
@@ -553,10 +692,10 @@ def sandbox(tickets: int, seed: int, write_to: str | None) -> None:
         text = demo_config({name: box.source for name, box in running.items()})
         if write_to:
             Path(write_to).write_text(text)
-        click.echo(text)
-        for box in running.values():
+        _say(text)
+        for box in running.values():  # the sandbox's own made-up token, shown on purpose
             click.echo(f"# export {box.source['auth']['token_env']}={box.sandbox.token}", err=True)
-        click.echo("# sandboxes running on loopback; Ctrl-C to stop", err=True)
+        _say("# sandboxes running on loopback; Ctrl-C to stop", err=True)
         try:
             while True:
                 time.sleep(3600)
@@ -588,29 +727,29 @@ def demo(directory: str | None, tickets: int) -> None:
         config_path = folder / "sla-bridge.toml"
         config_path.write_text(demo_config({name: box.source for name, box in running.items()}))
         state.config_path, state.db, state._config = str(config_path), None, None
-        click.echo(f"Seeded {tickets:,} tickets for ACME Ltd, Globex and Initech in: " + ", ".join(running))
+        _say(f"Seeded {tickets:,} tickets for ACME Ltd, Globex and Initech in: " + ", ".join(running))
         report = _run("sync", PHASES)
         if report.exit_code:  # a source failed: say so, as sync would, and stop here
             _finish(report, dry_run=False, as_json=False)
         total = report.total
-        click.echo(f"sync: {total('tickets_pulled'):,} tickets pulled, {total('clocks_changed'):,} clocks computed, "
-                   f"{total('writes_sent'):,} tickets written back ({total('notes_sent'):,} breach notes) in {report.seconds:.1f}s\n")
-        click.echo("Worst clocks now (sla-bridge status):")
+        _say(f"sync: {total('tickets_pulled'):,} tickets pulled, {total('clocks_changed'):,} clocks computed, "
+             f"{total('writes_sent'):,} tickets written back ({total('notes_sent'):,} breach notes) in {report.seconds:.1f}s\n")
+        _say("Worst clocks now (sla-bridge status):")
         click.get_current_context().invoke(status, ticket=None, limit=12, as_json=False)
-        click.echo("\nWritten back to the helpdesk:")
+        _say("\nWritten back to the helpdesk:")
         for name, box in running.items():
             summary = box.sandbox.writeback_summary()
             verb = "tagged" if connector_class(box.system).writes.tag_word == "tags" else "labelled"
-            click.echo(f"  {name}: {summary.tickets_tagged:,} tickets {verb} sla_at_risk / sla_breached, "
-                       f"{len(summary.notes):,} internal notes")
+            _say(f"  {name}: {summary.tickets_tagged:,} tickets {verb} sla_at_risk / sla_breached, "
+                 f"{len(summary.notes):,} internal notes")
             if summary.notes:
                 example = next((n for n in summary.notes if "Service credit" in n), summary.notes[0])
-                click.echo("  one of the notes an agent now sees:")
+                _say("  one of the notes an agent now sees:")
                 for line in example.splitlines():
-                    click.echo(f"    | {line}")
-    click.echo(f"\nThe config and store are in {folder}. The sandboxes have stopped; to explore the results:")
-    click.echo(f"  sla-bridge --config {config_path} status")
-    click.echo(f"  sla-bridge --config {config_path} status <ticket id from the table>")
+                    _say(f"    | {printable(line)}")
+    _say(f"\nThe config and store are in {folder}. The sandboxes have stopped; to explore the results:")
+    _say(f"  sla-bridge --config {config_path} status")
+    _say(f"  sla-bridge --config {config_path} status <ticket id from the table>")
 
 
 # -- fields ---------------------------------------------------------------------------------
@@ -642,47 +781,54 @@ def fields(source: str, as_json: bool) -> None:
     finally:
         connector.http.client.close()
     if as_json:
-        click.echo(json.dumps([{"id": f.id, "title": f.title, "type": f.type, "options": f.options} for f in found], indent=2))
+        _say(json.dumps([{"id": f.id, "title": f.title, "type": f.type, "options": f.options} for f in found], indent=2))
         return
-    width = max([len(f.id) for f in found] + [2])
-    click.echo(f"{'ID'.ljust(width)}  {'TYPE'.ljust(12)}  TITLE (options)")
-    for item in found:
-        options = f" ({', '.join(item.options)})" if item.options else ""
-        click.echo(f"{item.id.ljust(width)}  {item.type.ljust(12)}  {item.title}{options}")
+    rows = [(printable(f.id), printable(f.type), printable(f.title), [printable(option) for option in f.options]) for f in found]
+    width = max([len(field_id) for field_id, *_ in rows] + [2])
+    _say(f"{'ID'.ljust(width)}  {'TYPE'.ljust(12)}  TITLE (options)")
+    for field_id, kind, title, options in rows:
+        listed = f" ({', '.join(options)})" if options else ""
+        _say(f"{field_id.ljust(width)}  {kind.ljust(12)}  {title}{listed}")
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    echo = click.echo
-    echo(f"Config {summary['config']} is valid.")
-    echo(f"Store: {summary['store']}")
+    echo, p = _say, printable
+    echo(f"Config {p(summary['config'])} is valid.")
+    echo(f"Store: {p(summary['store'])}")
     echo(f"Sources ({len(summary['sources'])}):")
     for source in summary["sources"]:
         auth = source["auth"]
-        account = f" of {auth['account']}" if auth["account"] else ""
+        account = f" of {p(auth['account'])}" if auth["account"] else ""
         echo(
-            f"  {source['name']}: {source['system']} at {source['url']}; {auth['kind'].replace('_', ' ')}{account} "
-            f"from {auth['secret_from']}; write-back {'on' if source['writeback'] else 'off'}"
+            f"  {p(source['name'])}: {p(source['system'])} at {p(source['url'])}; {p(auth['kind'].replace('_', ' '))}{account} "
+            f"from {p(auth['secret_from'])}; write-back {'on' if source['writeback'] else 'off'}"
         )
     echo(f"Calendars ({len(summary['calendars'])}, plus the built-in 24x7):")
     for cal in summary["calendars"]:
         extras = [f"{cal['holidays']} holiday(s)"]
         if cal["public_holidays"]:
-            extras.append(f"public holidays {cal['public_holidays']}")
+            extras.append(f"public holidays {p(cal['public_holidays'])}")
         if cal["overrides"]:
             extras.append(f"{cal['overrides']} override(s)")
-        echo(f"  {cal['name']}: {cal['timezone']}, {cal['weekly_hours']:g} h/week, {', '.join(extras)}")
+        echo(f"  {p(cal['name'])}: {p(cal['timezone'])}, {cal['weekly_hours']:g} h/week, {', '.join(extras)}")
     echo(f"Policies ({len(summary['policies'])}, the first that matches a ticket applies):")
     for index, policy in enumerate(summary["policies"], 1):
         targets = "; ".join(
-            f"{metric} " + ", ".join(f"{p} {d}" for p, d in per.items()) for metric, per in policy["targets"].items()
+            f"{p(metric)} " + ", ".join(f"{p(priority)} {p(d)}" for priority, d in per.items()) for metric, per in policy["targets"].items()
         )
-        credit = f"; credits in {policy['credits']}" if policy["credits"] else ""
-        echo(f"  {index}. {policy['name']} (calendar {policy['calendar']}): {targets}{credit}")
+        credit = f"; credits in {p(policy['credits'])}" if policy["credits"] else ""
+        echo(f"  {index}. {p(policy['name'])} (calendar {p(policy['calendar'])}): {targets}{credit}")
     for name, result in summary.get("online", {}).items():
-        if result["ok"]:
-            echo(f"Source {name}: credentials OK, authenticated as {result['account']} ({result['requests']} request(s))")
-        else:
-            echo(f"Source {name}: FAILED: {result['error']}")
+        if "error" in result:
+            echo(f"Source {p(name)}: FAILED: {p(result['error'])}")
+            continue
+        who = f"authenticated as {p(result['account'])} ({result['requests']} request(s))"
+        if not result.get("problems"):
+            echo(f"Source {p(name)}: credentials OK, {who}")
+            continue
+        echo(f"Source {p(name)}: {who}, but {len(result['problems'])} problem(s) for what the config asks of it:")
+        for problem in result["problems"]:
+            echo(f"  - {p(problem)}")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import pytest
 import bridge
 from bridge.cli import cli
 from bridge.config import load_config
+from tests.conftest import SOURCE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,9 +55,9 @@ def test_init_honours_the_global_config_option(run, tmp_path):
 
 
 def test_global_options_work_after_the_command_too(write_config, run, tmp_path):
-    path = write_config('[store]\npath = "a.db"\n')
-    before = run("--config", str(path), "--db", str(tmp_path / "b.db"), "check")
-    after = run("check", "--config", str(path), "--db", str(tmp_path / "b.db"))
+    path = write_config('[store]\npath = "a.db"\n' + SOURCE)
+    before = run("--config", str(path), "--db", str(tmp_path / "b.db"), "check", env={"ZD_TOKEN": "token-abcdef"})
+    after = run("check", "--config", str(path), "--db", str(tmp_path / "b.db"), env={"ZD_TOKEN": "token-abcdef"})
     assert before.stdout == after.stdout
     assert f"Store: {tmp_path / 'b.db'}" in after.stdout
 
@@ -107,8 +108,8 @@ def test_an_unexpected_error_is_one_line_without_v(write_config, run, monkeypatc
     import bridge.cli
 
     monkeypatch.setattr(bridge.cli, "_summarise", lambda *a: 1 / 0)
-    path = write_config("")
-    result = run("--config", str(path), "check")
+    path = write_config(SOURCE)
+    result = run("--config", str(path), "check", env={"ZD_TOKEN": "token-abcdef"})
     assert result.exit_code == 1
     assert result.stderr == "Error: ZeroDivisionError: division by zero (run with -v for the traceback)\n"
 
