@@ -273,6 +273,8 @@ def _explain_store_failure(error: sqlite3.Error | OSError, store: Path | None) -
         return f"{name} is on a read-only file system: remount it writable{elsewhere}"
     if error.errno in (errno.EACCES, errno.EPERM):
         return f"permission denied on {name}: give the user running sla-bridge access to it and to its folder{elsewhere}"
+    if filename is None:  # not about a file (a socket, a pipe): nothing more to say than what it is
+        return f"{type(error).__name__}: {what} (run with -v for the traceback)"
     return f"{name}: {what} ({type(error).__name__}; run with -v for the traceback)"
 
 

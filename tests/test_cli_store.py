@@ -127,12 +127,13 @@ def test_with_v_the_traceback_comes_too(existing, run, monkeypatch):
         (sqlite3.DatabaseError("file is not a database"),
          "the store {store} is damaged or is not an sla-bridge store (file is not a database): restore it from a backup, "
          "or point --db / store.path at a new file"),
+        (BrokenPipeError(errno.EPIPE, "Broken pipe"), "BrokenPipeError: Broken pipe (run with -v for the traceback)"),
     ],
-    ids=["sqlite-full", "enospc", "erofs", "not-a-database"],
+    ids=["sqlite-full", "enospc", "erofs", "not-a-database", "not-about-a-file"],
 )
 def test_a_store_failure_is_one_line_naming_the_store_and_what_to_do(existing, run, monkeypatch, tmp_path, error, said):
     store = tmp_path / "data" / "store.db"
-    if isinstance(error, OSError):
+    if isinstance(error, OSError) and error.filename:
         error = OSError(error.errno, error.strerror, error.filename.format(store=store))
 
     def fail(self, *args, **kwargs):
