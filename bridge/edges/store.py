@@ -12,17 +12,20 @@ Rules it keeps (DESIGN.md, "The store"):
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
+import re
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -211,6 +214,38 @@ def _hardening(db: sqlite_utils.Database) -> None:
     db.table("ticket_events").create_index(["kind", "ticket_id"])
 
 
+# Every column that holds an instant written by to_iso, and the cursors (a watermark's JSON carries one).
+_ISO_COLUMNS = {
+    "tickets": ("created_at", "updated_at", "resolved_at", "pulled_at"),
+    "ticket_events": ("at",),
+    "sla_clocks": ("started_at", "stopped_at", "due_at", "breached_at", "evaluated_at"),
+    "credits": ("computed_at",),
+    "writebacks": ("updated_at", "retry_at"),
+    "sync_state": ("updated_at",),
+    "runs": ("started_at", "finished_at"),
+    "quarantine": ("first_seen", "last_seen"),
+    "agent_spans": ("since", "until"),
+}
+_SHORT_YEAR = re.compile(r"(?<![0-9])([0-9]{1,3})(-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z)")
+
+
+@migrations(name="0007_iso_years_padded")
+def _iso_years_padded(db: sqlite_utils.Database) -> None:
+    # to_iso once wrote years below 1000 unpadded (glibc's %Y): `start = "0001-01-01"` saved the
+    # history mark '1-01-01T00:00:00.000Z', which fromisoformat cannot read, and every later run
+    # failed until the store was edited by hand. Pad every such instant, wherever it was written.
+    short = " or ".join(f"{{column}} glob '{digits}-[0-9][0-9]-[0-9][0-9]T*'" for digits in ("[0-9]", "[0-9]" * 2, "[0-9]" * 3))
+    for table, columns in _ISO_COLUMNS.items():
+        for column in columns:
+            quoted = f'"{column}"'
+            db.execute(f"update {table} set {quoted} = substr('000', 1, 5 - instr({quoted}, '-')) || {quoted} "
+                       f"where {short.format(column=quoted)}")
+    for source, stream, cursor in db.execute("select source, stream, cursor from sync_state where cursor is not null").fetchall():
+        padded = _SHORT_YEAR.sub(lambda found: f"{int(found[1]):04d}{found[2]}", cursor)
+        if padded != cursor:
+            db.execute("update sync_state set cursor = ? where source = ? and stream = ?", [padded, source, stream])
+
+
 @dataclass(frozen=True, slots=True)
 class PageCounts:
     tickets: int
@@ -220,6 +255,142 @@ class PageCounts:
 
 def _now() -> str:
     return to_iso(datetime.now(timezone.utc))
+
+
+@functools.cache
+def known_migrations() -> list[str]:
+    """The names of the migrations this version knows, oldest first (all are pending on an empty database)."""
+    return [migration.name for migration in migrations.pending(sqlite_utils.Database(memory=True))]
+
+
+# -- what the store says when the disk or the file system says no ----------------------------
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@contextmanager
+def _store_errors(path: Path | None) -> Iterator[None]:
+    """Turn what SQLite and the OS say about the store's file into a :class:`StoreError` that says
+    what is wrong and what to do; anything else (a bug) goes on as it is."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as error:
+        problem = _store_problem(error, path)
+        if problem is None:
+            raise
+        raise problem from error
+
+
+def _guarded(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatenate[Store, _P], _R]:
+    """A store method whose failures of the disk or the file system say so (see :func:`_store_errors`)."""
+
+    @functools.wraps(method)
+    def guarded(store: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _store_errors(store.path):
+            return method(store, *args, **kwargs)
+
+    return guarded
+
+
+_AGAIN = "; the next run repeats what this one could not record"
+
+
+def _store_problem(error: BaseException, path: Path | None) -> StoreError | None:
+    """The StoreError for a failure of the store's file, or None for one that is not about it."""
+    where = f"the store {path}" if path is not None else "the in-memory store"
+    name = str(getattr(error, "sqlite_errorname", "") or "")
+    code = error.errno if isinstance(error, OSError) else None
+    text = str(error)
+    filename = error.filename if isinstance(error, OSError) else None
+    if name.startswith("SQLITE_READONLY") or "readonly database" in text or code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        # SQLITE_READONLY_DIRECTORY: the folder, where the -wal and -shm files must be created
+        return StoreError(_read_only(path, where, filename, directory=name == "SQLITE_READONLY_DIRECTORY"))
+    if name == "SQLITE_FULL" or "database or disk is full" in text or code in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(
+            f"the disk holding {where} is full (or this user's quota is spent): the change being saved was rolled back, "
+            f"so nothing is half-written. Free space on that file system, then run again{_AGAIN}")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
+        return StoreError(
+            f"{where} stayed locked by another program for more than 30 s (an sqlite3 shell or a backup holding a "
+            f"transaction open?): close it, then run again{_AGAIN}")
+    if name.startswith("SQLITE_IOERR") or "disk I/O error" in text or code == errno.EIO:
+        return StoreError(
+            f"reading or writing {where} failed at the disk ({text}): check the disk and its file system (the kernel log "
+            f"says more), then run again{_AGAIN}")
+    if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in text or "not a database" in text:
+        return StoreError(
+            f"{path if path is not None else where} is not a usable sla-bridge store ({text}): restore it from a backup, or "
+            "move it aside and let the next sync build a new one")
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open database file" in text:
+        return StoreError(
+            f"{where} cannot be opened ({text}): check that its folder exists and that this user may read and write "
+            "there (SQLite keeps -wal and -shm files next to the store)")
+    return None
+
+
+def _read_only(path: Path | None, where: str, filename: object, *, directory: bool) -> str:
+    """What is read-only about the store, as far as can be told, and what to do."""
+    elsewhere = "or point store.path / --db at a place this user can write"
+    if path is None:
+        return f"{where} cannot be written: {elsewhere.removeprefix('or ')}"
+    folder = path.parent
+    if not folder.exists():
+        return f"the folder {folder} for {where} cannot be created ({filename or 'permission denied'}): create it for this user, {elsewhere}"
+    if _mounted_read_only(folder):
+        return f"the file system holding {where} is mounted read-only: remount it read-write, {elsewhere}"
+    if directory or not os.access(folder, os.W_OK | os.X_OK):
+        return (f"the folder {folder} of {where} is read-only for this user, and SQLite keeps the store's -wal and -shm "
+                f"files (sla-bridge its lock file) next to it: make the folder writable for the user that runs sla-bridge, {elsewhere}")
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{where} is read-only for this user: make it writable for the user that runs sla-bridge (chmod u+w), {elsewhere}"
+    if filename and str(filename) != str(path):
+        return f"{where} cannot be written ({filename} is not writable for this user): make it writable for this user, {elsewhere}"
+    return f"{where} cannot be written (read-only): make it writable for the user that runs sla-bridge, {elsewhere}"
+
+
+def _mounted_read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _require_writable(path: Path) -> None:
+    """A command that writes finds out before its work, not at its first commit."""
+    if not os.access(path, os.W_OK):
+        raise StoreError(_read_only(path, f"the store {path}", None, directory=False))
+
+
+def _require_existing(path: Path) -> None:
+    """A command that only reads never creates a store: a missing (or empty) file is a mistake to say."""
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        info = None
+    if info is None or (stat.S_ISREG(info.st_mode) and info.st_size == 0):
+        raise StoreError(f"no store at {path}: run `sla-bridge sync` first (it creates the store), or check --db / store.path")
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(f"the store path {path} is not a regular file (a directory?): point store.path or --db at a file")
+    _tighten(path)
+
+
+def _tighten(path: Path) -> None:
+    """Make a file of this user's owner-only (one of another user's is theirs to set)."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if os.name == "posix" and stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        os.chmod(path, 0o600)
+
+
+def _tighten_side_files(path: Path) -> None:
+    # SQLite creates the -wal and -shm files with the store's own mode, but ones that already
+    # exist (left by a crash, or made while the store was still readable by others) keep theirs:
+    # they hold the latest pages of the store, so they are as private as the store itself.
+    for suffix in ("-wal", "-shm"):
+        _tighten(Path(f"{path}{suffix}"))
 
 
 class Store:
@@ -232,21 +403,41 @@ class Store:
         self._identity = _identity(path)
 
     @classmethod
-    def open(cls, path: str | Path) -> Store:
-        """Open (creating owner-only if new) and migrate the store at ``path``."""
+    def open(cls, path: str | Path, *, create: bool = True) -> Store:
+        """Open and migrate the store at ``path``.
+
+        ``create=True`` (commands that write: sync, pull, push, evaluate) makes the file, owner-only,
+        and its folder if they are missing, and refuses a store this user cannot write before any
+        work starts. ``create=False`` (commands that only read: status, reports) creates nothing:
+        a missing file is a :class:`StoreError` "no store at PATH", and a read-only store can be
+        read. Either way a store written by a newer sla-bridge, or a database of another program,
+        is refused untouched.
+        """
         target = Path(path)
+        connection: sqlite3.Connection | None = None
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _create_private(target)
+            if create:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _create_private(target)
+                _require_writable(target)
+            else:
+                _require_existing(target)
             connection = sqlite3.connect(str(target), timeout=30, isolation_level=None)
-        except (OSError, sqlite3.Error) as error:
-            raise StoreError(f"cannot open the store at {target}: {error}") from None
-        try:
             store = cls(sqlite_utils.Database(connection), target)
-            store._prepare()
-        except sqlite3.DatabaseError as error:
-            connection.close()
-            raise StoreError(f"{target} is not a usable sla-bridge store: {error}") from None
+            store._prepare(upgrade=create or os.access(target, os.W_OK))
+            _tighten_side_files(target)
+        except (OSError, sqlite3.Error) as error:
+            if connection is not None:
+                connection.close()
+            problem = _store_problem(error, target)
+            if problem is None:
+                generic = "is not a usable sla-bridge store" if isinstance(error, sqlite3.Error) else "cannot be opened"
+                problem = StoreError(f"{target} {generic}: {error}")
+            raise problem from error
+        except BaseException:
+            if connection is not None:
+                connection.close()
+            raise
         return store
 
     @classmethod
@@ -255,15 +446,20 @@ class Store:
         store._prepare()
         return store
 
-    def _prepare(self) -> None:
+    def _prepare(self, *, upgrade: bool = True) -> None:
         self.db.execute("PRAGMA busy_timeout = 30000")
+        pending = self._check_schema()  # before anything writes: a store this version cannot use is left as it is
+        if pending and not upgrade:
+            raise StoreError(
+                f"the store {self.path} was written by an older sla-bridge and needs upgrading, which this user cannot do "
+                f"(the file is read-only here): run `sla-bridge sync` as the store's owner once, then read it again")
         if self.path is not None:
             self._enable_wal()
             # In WAL mode NORMAL is crash-safe (the file stays consistent; a power cut can lose the
             # last commits, which the write-back journal's recovery covers) and spares an fsync per
             # commit: 20 ms each here, per journaled write-back.
             self.db.execute("PRAGMA synchronous = NORMAL")
-        if migrations.pending(self.db):
+        if pending:
             # Two runs opening a new store at once: the write lock makes the second wait, then
             # find nothing pending (apply re-reads inside the transaction; savepoints nest).
             self.db.execute("BEGIN IMMEDIATE")
@@ -273,6 +469,27 @@ class Store:
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
+
+    def _check_schema(self) -> bool:
+        """Refuse a store from a newer sla-bridge (it records migrations this version does not
+        know: its tables may mean what this version cannot read, and migrating it would corrupt
+        it) and a database of another program; say whether migrations are pending."""
+        applied = [migration.name for migration in migrations.applied(self.db)]
+        known = known_migrations()
+        unknown = [name for name in applied if name not in known]
+        if unknown:
+            raise StoreError(
+                f"the store {self.path} was written by a newer sla-bridge: it records schema migration(s) {', '.join(unknown)}, "
+                f"and this version knows up to {known[-1]}. Upgrade sla-bridge to the version that wrote it, or point "
+                "store.path / --db at a store this version wrote; nothing was changed in it")
+        if not applied:
+            foreign = [name for name in self.db.table_names() if name != Migrations.migrations_table and not name.startswith("sqlite_")]
+            if foreign:
+                listed = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+                raise StoreError(
+                    f"{self.path} is an SQLite database of another program (tables: {listed}), not an sla-bridge store: "
+                    "point store.path / --db at an sla-bridge store or at a new file; nothing was changed in it")
+        return bool(set(known) - set(applied))
 
     def _enable_wal(self) -> None:
         # Switching a new file to WAL needs it to itself; SQLite answers "locked" at once, without
@@ -302,9 +519,12 @@ class Store:
                 f"the store {self.path} was {what} while this run was using it: what this run pulled and "
                 "wrote went into the old file and is lost. Nothing is wrong with the helpdesk; run again")
 
-    def atomic(self) -> AbstractContextManager[sqlite_utils.Database]:
-        """One transaction (nested ones are savepoints)."""
-        return self.db.atomic()
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite_utils.Database]:
+        """One transaction (nested ones are savepoints); a full disk or a read-only store, at any
+        statement or at the commit, is a :class:`StoreError` that says so."""
+        with _store_errors(self.path), self.db.atomic() as db:
+            yield db
 
     def __enter__(self) -> Store:
         return self
@@ -314,6 +534,7 @@ class Store:
 
     # -- pulling --------------------------------------------------------------------------
 
+    @_guarded
     def save_page(self, source: str, page: Page) -> PageCounts:
         """Upsert a page's records and move the source's cursor, all or nothing."""
         pulled_at = _now()
@@ -340,12 +561,14 @@ class Store:
             {"source": source, "stream": stream, "cursor": cursor, "updated_at": at}, pk=("source", "stream")
         )
 
+    @_guarded
     def cursor(self, source: str, stream: str = "tickets") -> str | None:
         row = self.db.execute(
             "select cursor from sync_state where source = ? and stream = ?", [source, stream]
         ).fetchone()
         return row[0] if row else None
 
+    @_guarded
     def cursors(self, source: str) -> dict[str, str | None]:
         """Every stream's saved cursor for ``source``."""
         return {row[0]: row[1] for row in self.db.execute("select stream, cursor from sync_state where source = ?", [source])}
@@ -370,17 +593,21 @@ class Store:
 
     # -- reading --------------------------------------------------------------------------
 
+    @_guarded
     def ticket(self, ticket_id: str) -> Ticket | None:
         rows = list(self.db.table("tickets").rows_where("id = ?", [ticket_id]))
         return _ticket_from_row(rows[0]) if rows else None
 
+    @_guarded
     def events(self, ticket_id: str) -> list[TicketEvent]:
         rows = self.db.table("ticket_events").rows_where("ticket_id = ?", [ticket_id], order_by="at, event_id")
         return [_event_from_row(row) for row in rows]
 
+    @_guarded
     def count(self, table: str) -> int:
         return self.db[table].count
 
+    @_guarded
     def load(self, ticket_ids: list[str]) -> list[tuple[Ticket, list[TicketEvent]]]:
         """Tickets with their events, in the order of ``ticket_ids`` (missing ids are left out)."""
         found: list[tuple[Ticket, list[TicketEvent]]] = []
@@ -394,6 +621,7 @@ class Store:
             found.extend((tickets[i], events.get(i, [])) for i in chunk if i in tickets)
         return found
 
+    @_guarded
     def tickets(self, ticket_ids: list[str]) -> list[Ticket]:
         """Tickets without their events, in the order of ``ticket_ids``."""
         marks = ",".join("?" * len(ticket_ids))
@@ -406,11 +634,12 @@ class Store:
         (source, id) index keeps memory flat and each chunk a range scan."""
         last = ""
         while True:
-            rows = self.db.execute(
-                "select t.id from tickets t where t.source = ? and t.id > ? and (? or t.pulled_run > ? or exists "
-                "(select 1 from sla_clocks c where c.ticket_id = t.id and c.stopped_at is null)) order by t.id limit ?",
-                [source, last, int(pulled_after_run is None), pulled_after_run or 0, size],
-            ).fetchall()
+            with _store_errors(self.path):
+                rows = self.db.execute(
+                    "select t.id from tickets t where t.source = ? and t.id > ? and (? or t.pulled_run > ? or exists "
+                    "(select 1 from sla_clocks c where c.ticket_id = t.id and c.stopped_at is null)) order by t.id limit ?",
+                    [source, last, int(pulled_after_run is None), pulled_after_run or 0, size],
+                ).fetchall()
             if not rows:
                 return
             yield [row[0] for row in rows]
@@ -420,14 +649,16 @@ class Store:
         """Ids of a source's tickets that have clocks, in chunks by key."""
         last = ""
         while True:
-            rows = self.db.execute(
-                "select t.id from tickets t where t.source = ? and t.id > ? and exists "
-                "(select 1 from sla_clocks c where c.ticket_id = t.id) order by t.id limit ?", [source, last, size]).fetchall()
+            with _store_errors(self.path):
+                rows = self.db.execute(
+                    "select t.id from tickets t where t.source = ? and t.id > ? and exists "
+                    "(select 1 from sla_clocks c where c.ticket_id = t.id) order by t.id limit ?", [source, last, size]).fetchall()
             if not rows:
                 return
             yield [row[0] for row in rows]
             last = rows[-1][0]
 
+    @_guarded
     def replace_clocks(self, ticket_id: str, rows: list[dict[str, Any]]) -> int:
         """Make ``rows`` the ticket's clocks; returns how many changed state or deadline (elapsed
         time moving on is written, so `status` is current, but is not counted as a change)."""
@@ -444,6 +675,7 @@ class Store:
                 self.db.table("sla_clocks").insert_all(rows, pk=("ticket_id", "metric", "cycle"))
         return changed
 
+    @_guarded
     def clocks(self, ticket_ids: list[str]) -> dict[str, list[Clock]]:
         """The stored clocks of each ticket, in metric then cycle order."""
         found: dict[str, list[Clock]] = {}
@@ -454,14 +686,17 @@ class Store:
                 found.setdefault(row["ticket_id"], []).append(clock_from_row(row))
         return found
 
+    @_guarded
     def clock_state(self, ticket_id: str, metric: str, cycle: int) -> str | None:
         row = self.db.execute("select state from sla_clocks where ticket_id = ? and metric = ? and cycle = ?",
                               [ticket_id, metric, cycle]).fetchone()
         return row[0] if row else None
 
+    @_guarded
     def record_breach_credit(self, row: Mapping[str, Any]) -> None:
         self.db.table("credits").upsert(dict(row), pk="id")
 
+    @_guarded
     def breach_credits(self, ticket_ids: list[str]) -> dict[str, dict[tuple[str, int], dict[str, Any]]]:
         """Per ticket, the per-breach credit of each (metric, cycle)."""
         found: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
@@ -470,6 +705,7 @@ class Store:
             found.setdefault(row["ticket_id"], {})[(row["metric"], row["cycle"])] = row
         return found
 
+    @_guarded
     def notes_seen(self, ticket_ids: list[str]) -> dict[str, set[str]]:
         """Per ticket, the sla-bridge markers its pulled history shows in internal notes."""
         found: dict[str, set[str]] = {}
@@ -482,11 +718,13 @@ class Store:
 
     # -- who was an agent when ------------------------------------------------------------
 
+    @_guarded
     def agent_spans(self, source: str) -> list[AgentSpan]:
         """(user, since, until) per span in which a user was seen as an agent (None: unbounded)."""
         rows = self.db.execute("select user, since, until from agent_spans where source = ? order by user, since", [source])
         return [(user, from_iso(since) if since else None, from_iso(until) if until else None) for user, since, until in rows]
 
+    @_guarded
     def save_agent_spans(self, source: str, spans: Iterable[AgentSpan]) -> None:
         with self.db.atomic():
             self.db.execute("delete from agent_spans where source = ?", [source])
@@ -496,27 +734,33 @@ class Store:
 
     # -- what `sla-bridge status` shows ---------------------------------------------------
 
+    @_guarded
     def worst_clocks(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Running, at-risk and breached clocks, worst first: open breaches, at risk, closed
         breaches, the rest; within each, the largest overrun, then the earliest due."""
         sql = _STATUS_SQL + (" limit ?" if limit else "")
         return list(self.db.query(sql, [limit] if limit else []))
 
+    @_guarded
     def find_tickets(self, wanted: str) -> list[str]:
         """Ids of the tickets whose id or key (``#123``, ``SUP-12``) is ``wanted``."""
         return [row[0] for row in self.db.execute("select id from tickets where id = ? or key = ?", [wanted, wanted])]
 
+    @_guarded
     def clock_rows(self, ticket_id: str) -> list[dict[str, Any]]:
         return list(self.db.table("sla_clocks").rows_where("ticket_id = ?", [ticket_id], order_by="metric, cycle"))
 
+    @_guarded
     def mark(self, name: str) -> str | None:
         return self.cursor("_sla-bridge", name)
 
+    @_guarded
     def set_mark(self, name: str, value: str) -> None:
         self._write_cursor("_sla-bridge", name, value, _now())
 
     # -- the write-back journal -------------------------------------------------------------
 
+    @_guarded
     def journal(self, ticket_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         rows: dict[str, list[dict[str, Any]]] = {}
         for offset in range(0, len(ticket_ids), 500):
@@ -526,6 +770,7 @@ class Store:
                 rows.setdefault(row["ticket_id"], []).append(row)
         return rows
 
+    @_guarded
     def journal_intend(self, run_id: int, entries: list[tuple[str, str, str]]) -> None:
         """Before a push: (ticket_id, item, value) is about to be sent. One transaction."""
         at = _now()
@@ -538,6 +783,7 @@ class Store:
                     [ticket_id, item, value, run_id, at],
                 )
 
+    @_guarded
     def journal_confirm(self, ticket_id: str, items: list[str] | None = None) -> None:
         """After a push the source accepted: the pending values become the confirmed ones."""
         sql = "update writebacks set value = pending, pending = null, state = 'sent', updated_at = ? where ticket_id = ? and state = 'intent'"
@@ -548,6 +794,7 @@ class Store:
         with self.db.atomic():
             self.db.execute(sql, args)
 
+    @_guarded
     def journal_refuse(self, ticket_id: str, items: list[str], *, reason: str = "", cause: str = "",
                        retry_at: datetime | None = None) -> None:
         """The source refused these: keep what was asked, why, what the refusal depended on
@@ -561,6 +808,7 @@ class Store:
                 f"where ticket_id = ? and state = 'intent' and item in ({','.join('?' * len(items))})",
                 [_now(), redact(reason), cause, _iso_or_none(retry_at), ticket_id, *items])
 
+    @_guarded
     def refusals(self, source: str | None = None) -> list[dict[str, Any]]:
         """Journal items the source refused and that are not written yet, with why, newest first."""
         sql = ("select t.source, t.key, w.ticket_id, w.item, w.value, w.reason, w.retry_at, w.refusals, w.updated_at "
@@ -571,10 +819,12 @@ class Store:
             args.append(source)
         return list(self.db.query(sql + " order by w.updated_at desc, w.ticket_id, w.item", args))
 
+    @_guarded
     def journal_forget(self, ticket_id: str, item: str) -> None:
         self.db.execute("update writebacks set pending = null, state = 'gone', updated_at = ? where ticket_id = ? and item = ?",
                         [_now(), ticket_id, item])
 
+    @_guarded
     def intents(self, source: str) -> list[dict[str, Any]]:
         """Journal entries whose push was started but never confirmed (a crash, an unknown outcome)."""
         return list(self.db.query(
@@ -583,6 +833,7 @@ class Store:
 
     # -- runs -----------------------------------------------------------------------------
 
+    @_guarded
     def start_run(self, command: str) -> int:
         table = self.db.table("runs")
         table.insert({"command": command, "started_at": _now(), "status": "running", "pid": os.getpid()})
@@ -590,6 +841,7 @@ class Store:
         self.run_id = int(table.last_pk)
         return self.run_id
 
+    @_guarded
     def reap_dead_runs(self) -> int:
         """Runs left ``running`` by a process that died (SIGKILL, power loss) become ``killed``.
 
@@ -600,6 +852,7 @@ class Store:
                                      [_now()])
         return cursor.rowcount
 
+    @_guarded
     def finish_run(
         self,
         run_id: int,
@@ -620,6 +873,7 @@ class Store:
             },
         )
 
+    @_guarded
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self.db.table("runs").rows_where(order_by="id desc", limit=limit)
         return [{**row, "sources": json.loads(row["sources"] or "{}")} for row in rows]
@@ -678,11 +932,9 @@ def _create_private(path: Path) -> None:
     try:
         descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
-        mode = path.stat().st_mode
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(path.stat().st_mode):
             raise StoreError(f"the store path {path} is not a regular file (a directory?): point store.path or --db at a file") from None
-        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-            os.chmod(path, 0o600)
+        _tighten(path)
         return
     os.close(descriptor)
 
@@ -691,7 +943,25 @@ def _iso_or_none(moment: datetime | None) -> str | None:
     return to_iso(moment) if moment is not None else None
 
 
+def _clean(value: Any) -> Any:
+    """``value`` with every secret masked in each text it holds (a helpdesk can echo a token
+    into a subject, a custom field or a tag: the store keeps none)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {_clean(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean(item) for item in value]
+    return value
+
+
+def _text(value: str | None) -> str | None:
+    return redact(value) if value else value
+
+
 def _ticket_row(ticket: Ticket, pulled_at: str) -> dict[str, Any]:
+    # Identity (source, ids, key, url, version) is sla-bridge's or the helpdesk's own and is used
+    # as a key; every other text came from the helpdesk's users and is stored masked.
     return {
         "id": ticket.id,
         "source": ticket.source,
@@ -699,22 +969,22 @@ def _ticket_row(ticket: Ticket, pulled_at: str) -> dict[str, Any]:
         "external_id": ticket.external_id,
         "key": ticket.key,
         "url": ticket.url,
-        "title": ticket.title,
-        "status": ticket.status,
-        "status_raw": ticket.status_raw,
-        "priority": ticket.priority,
-        "priority_raw": ticket.priority_raw,
-        "customer": ticket.customer,
-        "requester": ticket.requester,
-        "assignee": ticket.assignee,
-        "group": ticket.group,
-        "service": ticket.service,
-        "type": ticket.type,
+        "title": _text(ticket.title),
+        "status": _text(ticket.status),
+        "status_raw": _text(ticket.status_raw),
+        "priority": _text(ticket.priority),
+        "priority_raw": _text(ticket.priority_raw),
+        "customer": _text(ticket.customer),
+        "requester": _text(ticket.requester),
+        "assignee": _text(ticket.assignee),
+        "group": _text(ticket.group),
+        "service": _text(ticket.service),
+        "type": _text(ticket.type),
         "created_at": to_iso(ticket.created_at),
         "updated_at": to_iso(ticket.updated_at),
         "resolved_at": _iso_or_none(ticket.resolved_at),
-        "fields": json.dumps(ticket.fields, sort_keys=True, default=str),
-        "tags": json.dumps(ticket.tags),
+        "fields": json.dumps(_clean(ticket.fields), sort_keys=True, default=str),
+        "tags": json.dumps(_clean(ticket.tags)),
         "version": ticket.version,
         "pulled_at": pulled_at,
     }
@@ -753,9 +1023,10 @@ def _event_row(event: TicketEvent) -> dict[str, Any]:
         "event_id": event.event_id,
         "kind": event.kind,
         "at": to_iso(event.at),
-        "from_value": event.from_value,
-        "to_value": event.to_value,
-        "author": event.author,
+        # A note's value is sla-bridge's own marker, matched as it is to never post a note twice.
+        "from_value": _text(event.from_value),
+        "to_value": event.to_value if event.kind == "note" else _text(event.to_value),
+        "author": _text(event.author),
     }
 
 
