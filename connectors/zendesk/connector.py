@@ -8,8 +8,13 @@ Requests, cheapest route first (BEHAVIOR.md has the figures):
 - ``ticket_events``: the time-based incremental ticket-event export with ``comment_events``,
   1,000 per page: status and priority changes and every comment with its author and ``public``
   flag; resumed from the last page's ``end_time``;
-- agents: one cursor-paginated list of agents and admins per pull, to tell an agent's reply
-  from a customer's.
+- agents: one cursor-paginated list of agents and admins per pull, observed into the source's
+  roster of who was an agent when, so a reply counts as an agent's by the author's role at the
+  time it was written, not today's.
+
+``check_credentials`` also says what the account cannot do that the config needs: a role that
+is not admin (the exports are for admins), a status field that does not exist, is not text or
+a drop-down, or is a drop-down without sla-bridge's values (Zendesk drops those silently).
 
 The core reads the streams with its own loop (``bridge.framework.streams``); this module only
 says where things are.
@@ -26,8 +31,9 @@ from typing import Any
 
 import httpx
 
-from bridge.edges.credentials import Secret
+from bridge.edges.credentials import Secret, redact
 from bridge.edges.http import SourceClient
+from bridge.edges.logs import printable
 from bridge.errors import AuthenticationFailed, BadRequest
 from bridge.framework import (
     Connector,
@@ -45,6 +51,7 @@ from bridge.framework import (
     epoch_seconds,
     paginate,
 )
+from bridge.framework.roster import AgentRoster
 from bridge.model import Ticket, WritebackPlan
 from connectors.zendesk.config import ZendeskSourceConfig
 from connectors.zendesk.normalise import (
@@ -65,6 +72,18 @@ JOB_POLLS = 40  # about 3 minutes of polling at most
 JOB_WAVE = 30  # queued jobs an account may have at once
 _BUCKET = re.compile(r"remaining=(\d+).*?resets=(\d+)")
 _READ_ONLY = ("closed", "deleted")  # closed tickets refuse updates (422); deleted ones are gone
+SLA_STATES = ("breached", "at_risk", "on_track", "met")  # what sla-bridge writes into the status field
+_TEXT_FIELDS = ("text", "textarea")  # take any value sla-bridge writes
+# ticket_fields' system field types, by the name the config and the ticket use for them; every
+# other type is a custom field (custom_field:ID). Zendesk marks some system fields removable
+# (Type, Priority), so `removable` does not tell them apart.
+# (https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_fields/)
+SYSTEM_FIELDS = {
+    "subject": "subject", "description": "description", "status": "status", "custom_status": "custom_status",
+    "tickettype": "type", "priority": "priority", "basic_priority": "priority", "group": "group", "assignee": "assignee",
+    "brand": "brand", "ticket_form": "ticket_form", "requester": "requester", "organization": "organization",
+}
+EXPORTS_FOR_ADMINS = "https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/"
 
 
 def export_pace(response: httpx.Response) -> float:
@@ -93,8 +112,11 @@ class ZendeskConnector(Connector):
     default_statuses = DEFAULT_STATUSES
     default_priorities = DEFAULT_PRIORITIES
     default_fields = DEFAULT_FIELDS
-    # The exports refuse a start in the last minute (https://support.zendesk.com/hc/en-us/articles/8143500919322).
+    # The exports refuse a start in the last minute, and leave out what changed in it
+    # (https://support.zendesk.com/hc/en-us/articles/8143500919322): a stream that reached its
+    # end is complete up to a minute before Zendesk's clock.
     newest_start = timedelta(seconds=61)
+    export_lag = timedelta(seconds=60)
 
     def __init__(self, name: str, config: SourceConfig, http: SourceClient) -> None:
         super().__init__(name, config, http)
@@ -120,20 +142,60 @@ class ZendeskConnector(Connector):
                 f"Zendesk did not recognise the credentials (it answered as an anonymous user): check sources.{self.name}.auth",
                 source=self.name,
             )
-        return CredentialCheck(account=f"{user.get('name')} <{user.get('email')}>", detail=f"role {user.get('role')}")
+        role = _vendor(user.get("role") or "user without a role")
+        account = _vendor(f"{user.get('name')} <{user.get('email')}>")
+        problems = []
+        if user.get("role") != "admin":
+            # The incremental exports are "Allowed for: Admins"; anyone else gets 403 on the first pull.
+            problems.append(
+                f"sources.{self.name}.auth: {account} is a Zendesk {role}, not an admin, and the incremental exports "
+                f"sla-bridge pulls tickets and their history from are for admins only ({EXPORTS_FOR_ADMINS}): "
+                "use an admin's API token or OAuth token")
+        problems.extend(self._status_field_problems())
+        return CredentialCheck(account=account, detail=f"role {role}", problems=tuple(problems))
+
+    def _status_field_problems(self) -> list[str]:
+        """What is wrong with the configured status field, from its definition (one request)."""
+        writeback = self.config.writeback
+        spec = writeback.status_field
+        if not writeback.enabled or not spec or not spec.startswith("custom_field:"):
+            return []
+        key, number = f"sources.{self.name}.writeback.status_field", spec.removeprefix("custom_field:")
+        response = self.http.request("GET", f"/api/v2/ticket_fields/{number}.json", accept=(404,))
+        data = response.json() if response.status_code == 200 else {}
+        field = data.get("ticket_field") if isinstance(data, dict) else None
+        if not isinstance(field, dict):
+            return [f"{key}: Zendesk has no ticket field {number}; write the id of a text or drop-down field, as "
+                    f"`sla-bridge fields {self.name}` lists it"]
+        kind, title = _vendor(field.get("type")), _vendor(field.get("title") or "")
+        if field.get("type") in _TEXT_FIELDS:
+            return []
+        if field.get("type") != "tagger":
+            return [f"{key}: field {number} ({title!r}) is a {kind} field; sla-bridge writes {', '.join(SLA_STATES)} "
+                    "into it, so it must be a text field or a drop-down with those values"]
+        values = {str(option.get("value")) for option in _list(field.get("custom_field_options")) if isinstance(option, dict)}
+        missing = [state for state in SLA_STATES if state not in values]
+        if not missing:
+            return []
+        return [f"{key}: drop-down {number} ({title!r}) has no option with the value {', '.join(missing)}; Zendesk drops a "
+                "value a drop-down has no option for without an error, so those states would never show on a ticket. "
+                "Add options with those values (the option's tag), or use a text field"]
 
     def list_fields(self) -> list[FieldInfo]:
+        """System fields by their own names (``type``, ``priority``, ...); custom ones as ``custom_field:ID``."""
         data = self.http.get_json("/api/v2/ticket_fields.json")
         fields = []
-        for raw in data.get("ticket_fields") or []:
-            options = raw.get("custom_field_options") or raw.get("system_field_options") or []
-            custom = "custom_field_options" in raw or raw.get("removable")
+        for raw in _list(data.get("ticket_fields") if isinstance(data, dict) else None):
+            if not isinstance(raw, dict):
+                continue
+            options = _list(raw.get("custom_field_options") or raw.get("system_field_options"))
+            kind = str(raw.get("type") or "")
             fields.append(
                 FieldInfo(
-                    id=f"custom_field:{raw['id']}" if custom else str(raw.get("type")),
-                    title=raw.get("title") or "",
-                    type=raw.get("type") or "",
-                    options=[str(option.get("value")) for option in options],
+                    id=SYSTEM_FIELDS.get(kind) or f"custom_field:{raw.get('id')}",
+                    title=_vendor(raw.get("title") or ""),
+                    type=_vendor(kind),
+                    options=[_vendor(option.get("value")) for option in options if isinstance(option, dict)],
                 )
             )
         return fields
@@ -156,7 +218,7 @@ class ZendeskConnector(Connector):
                 resume=FromToken(_start_time, instant=epoch_seconds),
                 records="ticket_events",
                 prepare=self.agent_ids,
-                context=lambda data: self.agent_ids(),
+                context=lambda data: self.agent_roster(),
                 normalise=self.records.events,
                 record_id=lambda raw: f"event:{raw.get('id') if isinstance(raw, Mapping) else '?'}",
                 on_repeat=(f"more than {PAGE_SIZE} ticket events share one second, and the time-based export cannot page "
@@ -165,7 +227,8 @@ class ZendeskConnector(Connector):
         ]
 
     def agent_ids(self) -> set[int]:
-        """Agents and admins, fetched once per connector: whose public comments are replies."""
+        """Agents and admins now, fetched once per connector and observed into ``self.roster``
+        (who was an agent when: a downgraded agent's earlier replies stay agents' replies)."""
         if self._agents is None:
             agents: set[int] = set()
             request = Request("/api/v2/users.json", {"role[]": ["agent", "admin"], "page[size]": 100})
@@ -173,7 +236,13 @@ class ZendeskConnector(Connector):
             for data in paginate(self.http, request, paging):
                 agents.update(u["id"] for u in data.get("users") or [] if isinstance(u, dict) and "id" in u)
             self._agents = agents
+            self.roster.observe(agents, at=self.http.policy.clock())
         return self._agents
+
+    def agent_roster(self) -> AgentRoster:
+        """The roster, with this pull's agent list observed into it."""
+        self.agent_ids()
+        return self.roster
 
     def note_exists(self, external_id: str, marker: str) -> bool:
         """Whether an internal note carrying ``marker`` is already on the ticket (NotFound: it is gone)."""
@@ -188,6 +257,13 @@ class ZendeskConnector(Connector):
 
     def writable(self, ticket: Ticket) -> bool:
         return ticket.status_raw not in _READ_ONLY
+
+    def field_value(self, ticket: Ticket, field_id: str) -> tuple[bool, object]:
+        """The custom field's value as pulled: a drop-down drops a value it has no option for silently."""
+        number = field_id.removeprefix("custom_field:")
+        if number == field_id or number not in ticket.fields:
+            return False, None
+        return True, ticket.fields.get(number)
 
     def write(self, plans: Sequence[WritebackPlan]) -> Iterator[WritebackResult]:
         """A plan with a note goes alone (``safe_update``); tag- and field-only changes in bulk."""
@@ -214,11 +290,11 @@ class ZendeskConnector(Connector):
             )
             if response.status_code in (404, 422):
                 body = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
-                detail = f"{response.status_code} {body.get('error', '')}: {body.get('description', '')}".strip()
+                detail = f"{response.status_code} {_vendor(body.get('error', ''))}: {_vendor(body.get('description', ''))}".strip()
                 if _names_our_field(plan, body):  # the config's fault: stop, leave every item to retry once fixed
-                    raise self._bad_field(plan, _details(body) or json.dumps(body)[:200])
+                    raise self._bad_field(plan, _vendor(_details(body) or json.dumps(body)))
                 # This ticket only: it is gone, or refuses updates (a closed ticket is read-only).
-                return WritebackResult.of(plan, "refused", f"{detail} {_details(body)}".strip())
+                return WritebackResult.of(plan, "refused", f"{detail} {_vendor(_details(body))}".strip())
             if response.status_code != 409:
                 ticket = response.json().get("ticket") or {}
                 return WritebackResult.of(plan, "sent", version=ticket.get("updated_at"))
@@ -269,7 +345,7 @@ class ZendeskConnector(Connector):
             job = self.http.request("PUT", "/api/v2/tickets/update_many.json", params={"ids": ids}, json={"ticket": change}, json_body=True)
             job_id = (job.get("job_status") or {}).get("id")
             if not job_id:
-                raise BadRequest(f"update_many answered without a job status: {str(job)[:200]}", source=self.name)
+                raise BadRequest(f"update_many answered without a job status: {_vendor(job, 200)}", source=self.name)
             jobs[job_id] = members
         finished: dict[str, dict[str, Any]] = {}
         for poll in range(JOB_POLLS):
@@ -298,11 +374,11 @@ class ZendeskConnector(Connector):
                 elif outcome.get("success"):
                     results.append(WritebackResult.of(plan, "sent"))
                 elif outcome.get("error") == "TicketNotFound" or "closed prevents ticket update" in str(outcome.get("details")):
-                    results.append(WritebackResult.of(plan, "refused", str(outcome.get("details") or outcome.get("error"))))
+                    results.append(WritebackResult.of(plan, "refused", _vendor(outcome.get("details") or outcome.get("error"))))
                 else:
                     if outcome.get("error") == "RecordInvalid" and plan.set_fields:
-                        bad_field = bad_field or (plan, str(outcome.get("details")))
-                    results.append(WritebackResult.of(plan, "conflict", str(outcome.get("details") or outcome.get("error"))))
+                        bad_field = bad_field or (plan, _vendor(outcome.get("details")))
+                    results.append(WritebackResult.of(plan, "conflict", _vendor(outcome.get("details") or outcome.get("error"))))
         return results, bad_field
 
     def _current(self, external_id: str) -> tuple[str | None, list[str]]:
@@ -323,6 +399,17 @@ class ZendeskConnector(Connector):
             # refuses it if they changed since.
             change["tags"] = [t for t in tags if t not in removing] + [t for t in plan.add_tags if t not in tags]
         return change
+
+
+def _vendor(value: Any, limit: int = 300) -> str:
+    """Text the vendor sent (an error's description, a field's title), fit for a message: secrets
+    masked before the cut, control characters made harmless, at most ``limit`` characters."""
+    text = printable(redact(value if isinstance(value, str) else str(value)))
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _names_our_field(plan: WritebackPlan, body: Any) -> bool:

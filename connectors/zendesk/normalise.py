@@ -1,8 +1,9 @@
 """Zendesk records -> the normalised model. Pure functions of the raw JSON and the config.
 
 See BEHAVIOR.md for the vendor quirks handled here (deleted tickets, polymorphic custom fields,
-the two shapes of change events, agent vs customer comments). Anything malformed raises: the
-pull loop quarantines that record, with the reason, and the page goes on.
+the two shapes of change events, agent vs customer comments by the author's role when they
+wrote, sla-bridge's markers in internal notes). Anything malformed raises: the pull loop
+quarantines that record, with the reason, and the page goes on.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bridge.framework.mapping import ValueMapper
-from bridge.model import EventKind, Ticket, TicketEvent, from_iso
+from bridge.framework.roster import AgentRoster
+from bridge.model import EventKind, Ticket, TicketEvent, from_iso, markers_in
 
 __all__ = ["DEFAULT_FIELDS", "DEFAULT_PRIORITIES", "DEFAULT_STATUSES", "ZendeskRecords", "sideloaded_names"]
 
@@ -96,10 +98,14 @@ class ZendeskRecords:
                 return None
             found = names.get(f"{spec}s", {}).get(ref) if isinstance(ref, int | str) else None
             return _text(found) or _text(ref)  # the name when sideloaded
+        if spec not in raw and f"{spec}_id" in raw:
+            return _text(raw.get(f"{spec}_id"))  # assignee, requester, brand, custom_status: an id
         return _text(raw.get(spec))
 
-    def events(self, raw: Any, agents: set[int]) -> list[TicketEvent]:
-        """The clock-moving parts of one ticket event: status and priority changes, public comments."""
+    def events(self, raw: Any, roster: AgentRoster) -> list[TicketEvent]:
+        """The parts of one ticket event that matter: status and priority changes, public
+        comments (an agent's reply iff ``roster`` says the author was an agent when they wrote
+        it), and the sla-bridge markers in internal notes (``note`` events, which move no clock)."""
         if not isinstance(raw, Mapping):
             raise ValueError(f"a ticket event is a {type(raw).__name__}, not an object")
         number = raw.get("ticket_id")
@@ -119,11 +125,15 @@ class ZendeskRecords:
                 continue
             kind = child.get("event_type") or child.get("type")
             if kind == "Comment":
-                if child.get("public") is not True:
-                    continue  # internal notes (ours included) never move a clock
                 author = child.get("author_id")
                 when = _instant(child["created_at"], f"ticket event {raw.get('id')}: comment time") if child.get("created_at") else at
-                reply: EventKind = "agent_reply" if author in agents else "customer_reply"
+                if child.get("public") is not True:
+                    # An internal note never moves a clock; the markers in it say which of
+                    # sla-bridge's notes the ticket already holds (whichever store posted them).
+                    result.extend(TicketEvent(ticket_id, f"n{child['id']}:{index}", "note", when, to_value=marker, author=_text(author))
+                                  for index, marker in enumerate(_markers(child), start=1))
+                    continue
+                reply: EventKind = "agent_reply" if roster.was_agent(_text(author), when) else "customer_reply"
                 result.append(TicketEvent(ticket_id, f"c{child['id']}", reply, when, author=_text(author)))
                 continue
             if kind not in ("Create", "Change"):
@@ -140,6 +150,12 @@ class ZendeskRecords:
                         from_value=self.values.priority(previous) if previous else None, to_value=self.values.priority(value),
                     ))
         return result
+
+
+def _markers(comment: Mapping[str, Any]) -> list[str]:
+    """sla-bridge's markers in a comment event, from its ``body`` and its ``html_body`` (either may be absent)."""
+    texts = [value for value in (comment.get("body"), comment.get("html_body")) if isinstance(value, str)]
+    return list(dict.fromkeys(marker for text in texts for marker in markers_in(text)))
 
 
 def _changes(child: Mapping[str, Any]) -> Iterable[tuple[str, Any, Any]]:

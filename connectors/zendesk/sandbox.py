@@ -5,9 +5,12 @@ section 9): cursor export with opaque base64 cursors, ``per_page``, ``end_of_str
 one-minute exclusion; deleted tickets as ``status: "deleted"``; the time-based ticket-event
 export with ``comment_events``; organisations sideloaded on the export; agents listed with
 cursor pagination; comments in pages with ``next_page`` URLs; ticket fields; ticket update with
-replace-on-PUT tags, internal notes that show up on re-read, ``safe_update`` 409s;
-``update_many`` with job statuses; closed tickets read-only; rate limits with 429 +
-``Retry-After`` and ``X-Rate-Limit`` headers; Zendesk's error bodies. Serving, the request log
+replace-on-PUT tags, internal notes that show up on re-read and in the ticket-event export
+with their bodies, ``safe_update`` 409s; ``update_many`` with job statuses; closed tickets
+read-only; drop-down values without an option dropped silently (single and bulk, with success);
+the exports refused (403) to an API user who is not an admin; agents who can be downgraded to
+end users; system ticket fields as Zendesk lists them (Type and Priority ``removable: true``);
+rate limits with 429 + ``Retry-After`` and ``X-Rate-Limit`` headers; Zendesk's error bodies. Serving, the request log
 and fault injection come from :mod:`connectors.kit.server`; the tickets' story from
 :mod:`connectors.kit.story`, told in Zendesk's words.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import html
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -55,6 +59,31 @@ def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
+def _ticket_fields() -> list[dict[str, Any]]:
+    """The account's ticket fields as ``GET /api/v2/ticket_fields`` lists them: system fields
+    first (Zendesk marks Type and Priority ``removable: true``, as real accounts show), then the
+    custom ones."""
+    def system(fid: int, kind: str, title: str, options: list[str] | None = None, *, removable: bool = False) -> dict[str, Any]:
+        field: dict[str, Any] = {"id": fid, "type": kind, "title": title, "raw_title": title, "active": True, "removable": removable,
+                                 "required": False}
+        if options:
+            field["system_field_options"] = [{"name": o.title(), "value": o} for o in options]
+        return field
+
+    return [
+        system(1, "subject", "Subject"),
+        system(2, "description", "Description"),
+        system(3, "status", "Status", ["new", "open", "pending", "hold", "solved", "closed"]),
+        system(4, "tickettype", "Type", ["problem", "incident", "question", "task"], removable=True),
+        system(5, "priority", "Priority", ["urgent", "high", "normal", "low"], removable=True),
+        system(6, "group", "Group"),
+        system(7, "assignee", "Assignee"),
+        {"id": SERVICE_FIELD, "type": "tagger", "title": "Service", "raw_title": "Service", "active": True, "removable": True,
+         "custom_field_options": [{"id": 900 + i, "name": s.title(), "value": s} for i, s in enumerate(SERVICES)]},
+        {"id": SLA_STATUS_FIELD, "type": "text", "title": "SLA status", "raw_title": "SLA status", "active": True, "removable": True},
+    ]
+
+
 @dataclass
 class _Job:
     id: str
@@ -83,6 +112,7 @@ class ZendeskSandbox(SandboxServer):
         export_limit_per_minute: int = 10,
         account_limit_per_minute: int = 700,
         subdomain: str = "sandbox",
+        role: str = "admin",
     ) -> None:
         self.base_url = f"https://{subdomain}.zendesk.com"
         super().__init__(clock=clock)
@@ -92,6 +122,10 @@ class ZendeskSandbox(SandboxServer):
             self.credentials.add(f"Bearer {oauth_token}")
         self.email = email
         self.token = token
+        # Each user's role; the API user's is `role` (https://developer.zendesk.com/api-reference/ticketing/users/users/).
+        self.roles: dict[int, str] = {uid: "agent" for uid in AGENT_IDS}
+        self.roles[BOT_ID] = role
+        self.ticket_fields: dict[int, dict[str, Any]] = {field["id"]: field for field in _ticket_fields()}
         self.export_limit = export_limit_per_minute
         self.account_limit = account_limit_per_minute
         self._account = SlidingWindow(account_limit_per_minute)
@@ -201,7 +235,7 @@ class ZendeskSandbox(SandboxServer):
             "type": "Comment",
             "author_id": author,
             "body": body,
-            "html_body": f"<div class=\"zd-comment\"><p>{body}</p></div>",
+            "html_body": f"<div class=\"zd-comment\" dir=\"auto\"><p dir=\"auto\">{html.escape(body)}</p></div>",
             "public": public,
             "attachments": [],
             "created_at": _iso(moment),
@@ -218,6 +252,8 @@ class ZendeskSandbox(SandboxServer):
                 child["id"] = self._next_child_id
             child.setdefault("via", "Web form")
             child.setdefault("via_reference_id", None)
+            if child.get("event_type") == "Comment":
+                child["audit_id"] = self._next_event_id  # the update the comment came with
         event: dict[str, Any] = {
             "id": self._next_event_id,
             "ticket_id": number,
@@ -231,23 +267,27 @@ class ZendeskSandbox(SandboxServer):
             "merged_ticket_ids": [],
             "child_events": children,
         }
-        self.events.append(event)
-        self._stamps.append(event["timestamp"])
-        ticket["updated_at"] = _iso(moment)
-        ticket["generated_timestamp"] = _epoch(moment)
+        # The export is in (timestamp, id) order; a test may date an update before the latest.
+        at = bisect.bisect_right(self._stamps, event["timestamp"])
+        self.events.insert(at, event)
+        self._stamps.insert(at, event["timestamp"])
+        if _epoch(moment) >= ticket["generated_timestamp"]:
+            ticket["updated_at"] = _iso(moment)
+            ticket["generated_timestamp"] = _epoch(moment)
 
     # -- changing the world from a test ---------------------------------------------------
 
-    def customer_replies(self, number: int, at: datetime | None = None) -> None:
-        """The requester writes again (reopening a solved ticket), as if by e-mail."""
+    def customer_replies(self, number: int, at: datetime | None = None, author: int | None = None) -> None:
+        """The requester (or ``author``) writes again (reopening a solved ticket), as if by e-mail."""
         with self._lock:
             ticket = self.tickets[number]
             moment = at or self.now()
-            children = [self._comment(number, ticket["requester_id"], "Any news?", True, moment)]
+            author = ticket["requester_id"] if author is None else author
+            children = [self._comment(number, author, "Any news?", True, moment)]
             if ticket["status"] in ("solved", "pending"):
                 children.append({"event_type": "Change", "status": "open", "previous_value": ticket["status"]})
                 ticket["status"] = "open"
-            self._record(number, moment, ticket["requester_id"], children)
+            self._record(number, moment, author, children)
 
     def agent_edits(self, number: int, *, tags: list[str] | None = None, at: datetime | None = None) -> None:
         """An agent changes the ticket in the UI (moves ``updated_at``)."""
@@ -275,6 +315,28 @@ class ZendeskSandbox(SandboxServer):
         with self._lock:
             self.tickets[number]["status"] = "escalated"
             return "escalated"
+
+    def noted(self, number: int, marker: str, at: datetime | None = None) -> None:
+        """An internal note carrying ``marker`` is on the ticket, posted before this pull (by a
+        run against another store, say); four minutes before the anchor unless ``at`` says."""
+        with self._lock:
+            moment = at or self.anchor - timedelta(minutes=4)
+            body = f"SLA breach recorded by sla-bridge. {marker}"
+            self._record(number, moment, BOT_ID, [self._comment(number, BOT_ID, body, False, moment)])
+
+    def downgrade(self, uid: int) -> None:
+        """An admin makes agent ``uid`` an end user: the agent list leaves them out from now on."""
+        with self._lock:
+            self.roles[uid] = "end-user"
+
+    def status_drop_down(self, options: list[str]) -> None:
+        """The account's SLA status field is a drop-down (``tagger``) with these option values."""
+        with self._lock:
+            self.ticket_fields[SLA_STATUS_FIELD] = {
+                **self.ticket_fields[SLA_STATUS_FIELD], "type": "tagger",
+                "custom_field_options": [{"id": 950 + i, "name": o.replace("_", " ").title(), "raw_name": o.replace("_", " ").title(),
+                                          "value": o, "default": False} for i, o in enumerate(options)],
+            }
 
     # -- what the core reads through the sandbox protocol ---------------------------------
 
@@ -317,13 +379,18 @@ class ZendeskSandbox(SandboxServer):
             return json_response(200, {"user": self._user(BOT_ID)})
         if method == "GET" and rest == ["users"]:
             return self._list_users(query)
+        if rest[:1] == ["incremental"] and self.roles[BOT_ID] != "admin":
+            return self._forbidden()  # the exports are "Allowed for: Admins"
         if method == "GET" and rest == ["incremental", "tickets", "cursor"]:
             return self._export_tickets(query)
         if method == "GET" and rest == ["incremental", "ticket_events"]:
             return self._export_events(query)
         if method == "GET" and rest == ["ticket_fields"]:
-            fields = self._ticket_fields()
+            fields = list(self.ticket_fields.values())
             return json_response(200, {"ticket_fields": fields, "next_page": None, "previous_page": None, "count": len(fields)})
+        if method == "GET" and rest[:1] == ["ticket_fields"] and len(rest) == 2:
+            found = self.ticket_fields.get(int(rest[1])) if rest[1].isdigit() else None
+            return json_response(200, {"ticket_field": found}) if found else self.not_found()
         if rest[:1] == ["tickets"] and len(rest) == 2 and rest[1] == "update_many" and method == "PUT":
             return self._update_many(query, body)
         if rest[:1] == ["tickets"] and len(rest) >= 2 and rest[1].isdigit():
@@ -452,7 +519,7 @@ class ZendeskSandbox(SandboxServer):
 
     def _list_users(self, query: dict[str, list[str]]) -> httpx.Response:
         roles = set(query.get("role[]", [])) or {"agent", "admin", "end-user"}
-        users = [self._user(uid) for uid in AGENT_IDS if {"agent", "admin"} & roles]
+        users = [self._user(uid) for uid in AGENT_IDS if self.roles[uid] in roles]
         size = min(int(query.get("page[size]", ["100"])[0]), 100)
         after = int(query.get("page[after]", ["0"])[0] or 0)
         rest = [u for u in users if u["id"] > after]
@@ -468,27 +535,13 @@ class ZendeskSandbox(SandboxServer):
     def _user(self, uid: int) -> dict[str, Any]:
         return {"id": uid, "name": "SLA Bot" if uid == BOT_ID else f"Agent {uid}",
                 "email": self.email if uid == BOT_ID else f"agent{uid}@provider.example",
-                "role": "admin" if uid == BOT_ID else "agent", "active": True}
+                "role": self.roles[uid], "active": True}
 
-    @staticmethod
-    def _ticket_fields() -> list[dict[str, Any]]:
-        def system(fid: int, kind: str, title: str, options: list[str] | None = None) -> dict[str, Any]:
-            field = {"id": fid, "type": kind, "title": title, "active": True, "removable": False}
-            if options:
-                field["system_field_options"] = [{"name": o.title(), "value": o} for o in options]
-            return field
-
-        return [
-            system(1, "subject", "Subject"),
-            system(2, "status", "Status", ["new", "open", "pending", "hold", "solved", "closed"]),
-            system(3, "priority", "Priority", ["urgent", "high", "normal", "low"]),
-            system(4, "tickettype", "Type", ["problem", "incident", "question", "task"]),
-            system(5, "group", "Group"),
-            system(6, "assignee", "Assignee"),
-            {"id": SERVICE_FIELD, "type": "tagger", "title": "Service", "active": True, "removable": True,
-             "custom_field_options": [{"id": 900 + i, "name": s.title(), "value": s} for i, s in enumerate(SERVICES)]},
-            {"id": SLA_STATUS_FIELD, "type": "text", "title": "SLA status", "active": True, "removable": True},
-        ]
+    def _forbidden(self) -> httpx.Response:
+        # What Zendesk answers a non-admin on /api/v2/incremental/* (an object-valued `error`):
+        # https://support.zendesk.com/hc/en-us/community/posts/4428358191514
+        return json_response(403, {"error": {"title": "Forbidden", "message": "You do not have access to this page. "
+                                             "Please contact the account owner of this help desk for further help."}})
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -523,18 +576,22 @@ class ZendeskSandbox(SandboxServer):
         return json_response(422, {"error": "RecordInvalid", "description": "Record validation errors",
                                    "details": {"base": problems}})
 
-    @staticmethod
-    def _field_problems(custom_fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Unknown fields, and values a drop-down (tagger) field has no option for."""
-        problems = []
-        for item in custom_fields:
-            fid = item.get("id")
-            if fid not in (SERVICE_FIELD, SLA_STATUS_FIELD):
-                problems.append({"description": f"Unknown ticket field {fid}", "error": None, "ticket_field_id": fid})
-            elif fid == SERVICE_FIELD and item.get("value") not in (*SERVICES, None):
-                problems.append({"description": f"Service: {item.get('value')} is not a valid option", "error": "InvalidValue",
-                                 "ticket_field_id": fid})
-        return problems
+    def _field_problems(self, custom_fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Custom fields the account does not have. (A drop-down value without an option is not
+        a problem to Zendesk: it drops it silently, see ``_kept``.)"""
+        return [{"description": f"Unknown ticket field {item.get('id')}", "error": None, "ticket_field_id": item.get("id")}
+                for item in custom_fields
+                if item.get("id") not in (SERVICE_FIELD, SLA_STATUS_FIELD)]  # the account's custom fields
+
+    def _kept(self, fid: int, value: Any) -> bool:
+        """Whether Zendesk keeps ``value`` for field ``fid``: a drop-down (tagger) keeps only its
+        options' values (or none), and drops any other without an error, in a single update and
+        in update_many alike, which report success (https://github.com/blakmatrix/node-zendesk/issues/132,
+        https://github.com/facetoe/zenpy/issues/420)."""
+        field = self.ticket_fields.get(fid) or {}
+        if field.get("type") != "tagger" or value is None:
+            return True
+        return value in {option.get("value") for option in field.get("custom_field_options") or []}
 
     def _apply_change(self, number: int, change: dict[str, Any]) -> list[dict[str, Any]]:
         ticket = self.tickets[number]
@@ -544,6 +601,8 @@ class ZendeskSandbox(SandboxServer):
             public = comment.get("public", True)  # Zendesk's default is a public reply
             children.append(self._comment(number, BOT_ID, comment.get("body") or comment["html_body"], bool(public), self.now()))
         for item in change.get("custom_fields", []):
+            if not self._kept(item["id"], item.get("value")):
+                continue  # dropped silently: the answer is a success all the same
             for current in ticket["custom_fields"]:
                 if current["id"] == item["id"] and current["value"] != item.get("value"):
                     current["value"] = item.get("value")
