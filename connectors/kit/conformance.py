@@ -10,6 +10,9 @@ SIGKILL matrix) are skipped for fakes that cannot serve. Learnt from meltano/sdk
 The cases:
 
 - a second sync sends no write; every breach gets exactly one note;
+- a note marker in the pulled history is reported as a note event (and moves no clock), and a
+  note already on a ticket is never posted again, though the store never journaled it (a new or
+  restored store);
 - a failed run resumes from the saved cursor, and ends as an uninterrupted pull would;
 - a repeated continuation, and paging that never ends, stop that source (exit 3), nothing lost;
 - a link to another origin is never followed;
@@ -91,6 +94,9 @@ class Fake(Protocol):
     def unknown_value(self, number: int) -> str: ...
     def busy_ticket(self) -> int | None: ...
     def writes(self) -> int: ...
+    # Optional: noted(number, marker) puts an internal note carrying `marker` on ticket `number`,
+    # dated before the pull (as a run against another store would have); cases that need it are
+    # skipped for a fake without it.
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,35 @@ class ConformanceSuite:
         assert set(found) == noted  # the journal knows every note on the helpdesk, and no other
         breached = {f"[sla-bridge:{t}:{m}:{c}]" for t, m, c in world.db().execute("select ticket_id, metric, cycle from sla_clocks where state = 'breached'")}
         assert set(found) <= breached  # a note only where a clock breached
+
+    def test_a_note_in_the_pulled_history_is_a_note_event(self, world: World) -> None:
+        noted = getattr(world.fake, "noted", None)
+        if noted is None:
+            pytest.skip("this fake cannot hold a note written before the pull")
+        marker = "[sla-bridge:src:2:resolution:1]"
+        noted(2, marker)
+        assert world.sync(phases=("pull",)).exit_code == 0
+        rows = world.db().execute("select kind, to_value from ticket_events where ticket_id = 'src:2' and kind = 'note'").fetchall()
+        assert rows == [("note", marker)]
+
+    def test_a_note_already_on_the_ticket_is_not_posted_again_by_a_new_store(self, harness: Harness, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+        """The ticket is the truth about which notes exist: a store restored from a backup, or a
+        second store for the same source, finds them in the history it pulls and posts none twice."""
+        reference = self._world(harness, tmp_path / "reference", monkeypatch, harness.tickets)
+        assert reference.sync().exit_code == 0
+        posted = sorted(markers(reference.fake))
+        world = self._world(harness, tmp_path / "restored", monkeypatch, harness.tickets)
+        noted = getattr(world.fake, "noted", None)
+        if noted is None or not posted:
+            pytest.skip("this fake cannot hold a note written before the pull")
+        for marker in posted[:5]:  # posted by "another store" before this one first pulls
+            noted(int(marker.strip("[]").split(":")[2]), marker)
+        report = world.sync()
+        assert report.exit_code == 0, report.source_docs()
+        found = markers(world.fake)
+        assert len(found) == len(set(found)), "a note already on the ticket was posted again"
+        assert sorted(found) == posted  # and every other breach still got its one note
 
     # -- pulling --------------------------------------------------------------------------
 
