@@ -19,6 +19,15 @@ that starts in such a status starts paused. A running clock's ``due_at`` assumes
 pauses (the goal moves out if one comes, as in ServiceNow). Breached means elapsed > target
 (``breach_on_equal`` makes equality a breach); the comparison is exact, never rounded.
 ``paused_seconds`` is business time the pauses took out of the clock.
+
+The clocks are where they stand *as of* ``now``: an event after ``now`` has not happened yet (the
+pipeline evaluates as of the instant the source's data is complete to, and what it pulled past
+that instant is not yet the whole story).
+
+A ticket that is ``canceled`` or ``deleted`` (as of ``now``) is void: every clock stopped when it
+entered that status, or before, and is ``canceled``, neither met nor breached: it counts in no
+success rate and earns no credit. A ticket reopened from such a status is judged as usual, the
+time spent canceled counting like time spent resolved.
 """
 
 from __future__ import annotations
@@ -33,9 +42,10 @@ from bridge.engine.policy import Policy, select_policy
 from bridge.engine.terms import METRICS
 from bridge.model import Ticket, TicketEvent
 
-__all__ = ["METRICS", "TERMINAL_STATUSES", "Clock", "evaluate", "evaluate_ticket", "status_segments"]
+__all__ = ["METRICS", "TERMINAL_STATUSES", "VOID_STATUSES", "Clock", "evaluate", "evaluate_ticket", "status_segments"]
 
 TERMINAL_STATUSES = frozenset({"resolved", "closed", "canceled", "deleted"})
+VOID_STATUSES = frozenset({"canceled", "deleted"})  # a ticket in one of these is out of the SLA's count
 
 Span = tuple[datetime, datetime]
 
@@ -47,7 +57,7 @@ class Clock:
     cycle: int
     policy: str
     policy_version: str
-    state: str  # running, paused, met, breached
+    state: str  # running, paused, met, breached, canceled
     target_seconds: int
     elapsed_seconds: int
     paused_seconds: int
@@ -114,8 +124,11 @@ def evaluate_ticket(
 def evaluate(ticket: Ticket, events: Sequence[TicketEvent], policy: Policy, now: datetime) -> list[Clock]:
     """Every clock of ``ticket`` under ``policy`` at ``now``, in metric then cycle order."""
     to_epoch(now)  # refuses a naive ``now``
-    segments = status_segments(ticket, events)
     horizon = max(now, ticket.created_at)
+    # As of now: what came later has not happened yet. The statuses are cut from the whole history,
+    # so the status a later change left from still holds until then.
+    segments = [segment for segment in status_segments(ticket, events) if segment[0] <= horizon]
+    events = [e for e in events if e.at <= horizon]
     pauses = _spans_in(segments, policy.pause_when, horizon)
     done = _spans_in(segments, TERMINAL_STATUSES, horizon)
     agent_replies = sorted(e.at for e in events if e.kind == "agent_reply")
@@ -152,7 +165,16 @@ def evaluate(ticket: Ticket, events: Sequence[TicketEvent], policy: Policy, now:
     else:
         gaps = [(resolved_at, reopened_at) for resolved_at, reopened_at in runs if reopened_at is not None]
         add("resolution", 1, created, runs[-1][0] if still_done else None, gaps)
+    if _status_at(segments, horizon) in VOID_STATUSES:
+        # Every clock stopped when the ticket entered its terminal run of statuses, at the latest.
+        return [_void(clock) for clock in clocks]
     return clocks
+
+
+def _void(clock: Clock) -> Clock:
+    """A clock of a canceled or deleted ticket: stopped, neither met nor breached."""
+    clock.state, clock.breached_at, clock.at_risk = "canceled", None, False
+    return clock
 
 
 def _status_at(segments: Sequence[tuple[datetime, str]], moment: datetime) -> str:

@@ -13,7 +13,9 @@ saved cursor, where the records are in a response and how to normalise one); the
   record, and the page goes on; a page whose records cannot even be found is quarantined whole;
 - a cursor that would stand beyond ``now`` (plus :data:`CLOCK_SKEW`) is refused: the page is not
   kept, the old cursor stays, and the source stops;
-- it yields each page with the cursor that resumes after it, for the store to commit together.
+- it yields each page with the cursor that resumes after it, for the store to commit together,
+  and tells ``requested`` the source's clock when that page was asked for: a walk that reached
+  its end is complete up to the clock of its last request (less the connector's ``export_lag``).
 
 :func:`paginate` is the same loop for a connector's own look-ups (a list of agents, a ticket's
 comments), so no connector writes a paging loop of its own.
@@ -260,12 +262,25 @@ def _send(http: SourceClient, request: Request) -> tuple[httpx.Response, Any]:
     return http.fetch(request.method, request.url, params=dict(request.params) or None, json=request.json)
 
 
+def _sent_and_asked_at(http: SourceClient, request: Request) -> tuple[httpx.Response, Any, datetime]:
+    """Send ``request``; also the source's clock when it was sent (its ``Date`` header, less the
+    time the request took, retries included; this machine's clock if the source sends no ``Date``).
+    Earlier rather than later: what a page holds is complete at most up to when it was asked for."""
+    ours, started = http.policy.clock(), http.policy.monotonic()
+    response, data = _send(http, request)
+    theirs = http.server_time()
+    if theirs is None:
+        return response, data, ours
+    return response, data, theirs - timedelta(seconds=max(0.0, http.policy.monotonic() - started))
+
+
 def read_stream(stream: Stream, http: SourceClient, *, cursor: str | None, horizon: datetime,
-                now: datetime) -> Iterator[Page]:
+                now: datetime, requested: Callable[[datetime], object] | None = None) -> Iterator[Page]:
     """The pages of one walk of ``stream``, each with the cursor that resumes after it.
 
     ``now`` is the instant being evaluated (``--now`` may put it in the past); what a cursor or a
     record may not pass is the later of it and this machine's clock, plus :data:`CLOCK_SKEW`.
+    ``requested`` hears the source's clock when each page was asked for, before the page is yielded.
     """
     source = http.source
     try:
@@ -284,7 +299,9 @@ def read_stream(stream: Stream, http: SourceClient, *, cursor: str | None, horiz
                     "http.max_pages; if the count never settles, the API is paging without end",
                     source=source,
                 )
-            response, data = _send(http, request)
+            response, data, asked_at = _sent_and_asked_at(http, request)
+            if requested is not None:
+                requested(asked_at)
             limit = max(now, http.policy.clock()) + CLOCK_SKEW
             page, raw_records, trusted = _normalise_page(stream, source, request, data, limit)
             if raw_records is None and paginator.counts_records:

@@ -5,6 +5,13 @@ clock still running (their state moves with ``now``), plus everything when the p
 calendars changed. Clocks are replaced per ticket; the mark moves only after all are stored, so
 a killed evaluation is simply done again. Tickets created before the source's history horizon
 are stored but not judged: their clocks would be guesses.
+
+A source is judged as of the point its data is complete to (the mark ``complete_to:<source>``
+the pull keeps), when that is before ``now``: no breach is declared on a due instant the data
+cannot yet speak for; the clock stays running (or at risk) until the data catches up. The instant
+used is saved as the mark ``evaluated_at:<source>`` and is each clock's ``evaluated_at``. A breach
+credit is kept only while its clock is breached: one that stops being a breach (a late reply, a
+canceled or deleted ticket, a policy without credits) is removed.
 """
 
 from __future__ import annotations
@@ -20,13 +27,20 @@ from bridge.model import from_iso, to_iso
 from bridge.pipeline.faults import crash_point
 from bridge.pipeline.report import SourceStats
 
-__all__ = ["evaluate_source"]
+__all__ = ["evaluate_source", "evaluation_instant"]
+
+
+def evaluation_instant(store: Store, source: str, now: datetime) -> datetime:
+    """``now``, or the point ``source``'s data is complete to when that is earlier."""
+    complete = store.mark(f"complete_to:{source}")
+    return min(now, from_iso(complete)) if complete else now
 
 
 def evaluate_source(store: Store, source: str, policies: Sequence[Policy], *, now: datetime, run_id: int,
                     stats: SourceStats) -> None:
     fingerprint = ",".join(sorted(p.version for p in policies))
-    started = to_iso(now)
+    as_of = evaluation_instant(store, source, now)
+    evaluated_at = to_iso(as_of)
     mark = store.mark(f"evaluated_run:{source}")
     since = None if mark is None or store.mark(f"policies:{source}") != fingerprint else int(mark)
     horizon_text = store.mark(f"history_from:{source}")
@@ -39,27 +53,39 @@ def evaluate_source(store: Store, source: str, policies: Sequence[Policy], *, no
                 if horizon is not None and ticket.created_at < horizon:
                     policy, clocks = None, []
                 else:
-                    policy, clocks = evaluate_ticket(ticket, events, policies, now)
-                stats.clocks_changed += store.replace_clocks(ticket.id, [clock_row(c, started) for c in clocks])
-                if policy is not None and policy.credits is not None:
-                    _record_breach_credits(store, ticket.customer, policy, clocks, now)
+                    policy, clocks = evaluate_ticket(ticket, events, policies, as_of)
+                stats.clocks_changed += store.replace_clocks(ticket.id, [clock_row(c, evaluated_at) for c in clocks])
+                credited = policy is not None and policy.credits is not None
+                _record_breach_credits(store, ticket.id, ticket.customer, policy if credited else None, clocks, as_of)
                 stats.tickets_evaluated += 1
     crash_point("evaluate:done")
     with store.atomic():
         store.set_mark(f"evaluated_run:{source}", str(run_id))
         store.set_mark(f"policies:{source}", fingerprint)
+        store.set_mark(f"evaluated_at:{source}", evaluated_at)
 
 
-def _record_breach_credits(store: Store, customer: str | None, policy: Policy, clocks: list[Clock], now: datetime) -> None:
-    terms = policy.credits
-    assert terms is not None
+def _record_breach_credits(store: Store, ticket_id: str, customer: str | None, policy: Policy | None,
+                           clocks: list[Clock], now: datetime) -> None:
+    """The ticket's breach credits: one per breached clock, none for a clock no longer breached."""
+    kept: list[str] = []
+    terms = policy.credits if policy is not None else None
     for clock in clocks:
-        if not clock.breached:
+        if terms is None or policy is None or not clock.breached:
             continue
         percent = breach_credit_percent(terms.per_breach, clock)
+        credit_id = f"breach:{clock.ticket_id}:{clock.metric}:{clock.cycle}"
+        kept.append(credit_id)
         store.record_breach_credit({
-            "id": f"breach:{clock.ticket_id}:{clock.metric}:{clock.cycle}", "customer": customer, "period": None,
+            "id": credit_id, "customer": customer, "period": None,
             "kind": "breach", "ticket_id": clock.ticket_id, "metric": clock.metric, "cycle": clock.cycle,
             "policy": policy.name, "percent": percent, "amount": round(terms.monthly_fee * percent / 100, 2),
             "currency": terms.currency, "reason": f"missed by {clock.overrun_seconds}s", "computed_at": to_iso(now),
         })
+    # The ids share the prefix ``breach:<ticket id>:``, so the range is a walk of the primary key
+    # (';' follows ':'), and ticket_id = ? keeps out a ticket whose id merely begins the same.
+    prefix = f"breach:{ticket_id}:"
+    store.db.execute(
+        f"delete from credits where id >= ? and id < ? and ticket_id = ? and kind = 'breach' "
+        f"and id not in ({','.join('?' * len(kept))})",
+        [prefix, prefix[:-1] + ";", ticket_id, *kept])

@@ -258,3 +258,68 @@ def test_policies_built_from_the_example_config():
     assert {c.metric: c.elapsed_seconds for c in acme_clocks} == {"first_response": 2 * H, "resolution": 2 * H}
     assert {c.metric: c.state for c in acme_clocks}["first_response"] == "breached"  # p1 target 30m
     assert {c.metric for c in other_clocks} == {"first_response", "resolution"}
+
+
+# -- issue 9: as of now; canceled and deleted tickets ------------------------------------------
+
+
+def test_what_happens_after_now_has_not_happened_yet():
+    """Evaluated as of an instant (the point the source's data is complete to), a reply or a
+    resolution that came later does not count yet: the clocks run, none breached or stopped."""
+    history = History().to("open", 0).agent(50).to("resolved", 90)
+    c = clocks(history, now_minutes=45)
+    assert {key: (clock.state, clock.stopped_at, clock.elapsed_seconds) for key, clock in c.items()} == {
+        ("first_response", 1): ("running", None, 45 * M),
+        ("resolution", 1): ("running", None, 45 * M),
+    }
+    assert c[("first_response", 1)].at_risk  # 45 of 60 minutes: at risk, not breached
+
+
+def test_a_later_status_change_leaves_the_earlier_status_in_place():
+    # Moved to waiting at minute 50: as of minute 45 the ticket is still open, not paused from creation.
+    c = clocks(History().to("open", 0).to("waiting_customer", 50), now_minutes=45)[("resolution", 1)]
+    assert (c.state, c.elapsed_seconds, c.paused_seconds) == ("running", 45 * M, 0)
+
+
+def test_a_deleted_ticket_stops_counting_and_is_neither_met_nor_breached():
+    # Breached first response (no reply in 1 h), resolution running for 2 h, then deleted at 2 h.
+    history = History().to("open", 0).to("deleted", 120)
+    c = clocks(history, now_minutes=600)
+    assert {key: (clock.state, clock.stopped_at, clock.breached_at, clock.at_risk) for key, clock in c.items()} == {
+        ("first_response", 1): ("canceled", T0 + timedelta(minutes=120), None, False),
+        ("resolution", 1): ("canceled", T0 + timedelta(minutes=120), None, False),
+    }
+    assert c[("resolution", 1)].elapsed_seconds == 120 * M  # counted until the deletion, not until now
+    assert not any(clock.breached for clock in c.values())
+
+
+def test_a_canceled_ticket_keeps_no_breach_decided_before_it_was_canceled():
+    # The first response was missed (reply at 75 min), then the customer canceled the request.
+    history = History().to("open", 0).agent(75).customer(80).to("canceled", 100)
+    c = clocks(history, now_minutes=600)
+    assert {clock.state for clock in c.values()} == {"canceled"}
+    assert c[("first_response", 1)].stopped_at == T0 + timedelta(minutes=75)
+    assert c[("next_response", 1)].stopped_at == T0 + timedelta(minutes=100)
+
+
+def test_a_deleted_ticket_without_history_is_void_too():
+    t = ticket(status="deleted", resolved_at=None)
+    t.updated_at = T0 + timedelta(minutes=90)
+    result = evaluate(t, [], policy(), T0 + timedelta(minutes=600))
+    assert {(c.metric, c.state, c.stopped_at) for c in result} == {
+        ("first_response", "canceled", T0 + timedelta(minutes=90)), ("resolution", "canceled", T0 + timedelta(minutes=90))}
+
+
+def test_a_ticket_deleted_after_now_is_judged_as_it_stood():
+    history = History().to("open", 0).to("deleted", 120)
+    c = clocks(history, now_minutes=90)[("first_response", 1)]
+    assert (c.state, c.stopped_at) == ("breached", None)
+
+
+def test_a_ticket_restored_from_deleted_is_judged_as_usual():
+    history = History().to("open", 0).to("deleted", 20).to("open", 30)
+    c = clocks(history, now_minutes=120)
+    # Like a resolve and a reopen: the first response ended at the deletion, the resolution goes on
+    # without the ten minutes spent deleted.
+    assert (c[("first_response", 1)].state, c[("first_response", 1)].stopped_at) == ("met", T0 + timedelta(minutes=20))
+    assert (c[("resolution", 1)].state, c[("resolution", 1)].elapsed_seconds) == ("running", 110 * M)
