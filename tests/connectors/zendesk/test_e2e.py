@@ -10,7 +10,7 @@ import pytest
 from bridge.config import load_config
 from bridge.edges.store import Store
 from bridge.pipeline.connect import open_connector
-from connectors.zendesk.sandbox import SERVICE_FIELD, ZendeskSandbox
+from connectors.zendesk.sandbox import SERVICE_FIELD, SLA_STATUS_FIELD, ZendeskSandbox
 from tests.conftest import pages
 
 ANCHOR = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
@@ -120,3 +120,17 @@ def test_faults_are_survived(tmp_path, monkeypatch, fault):
             pull_all(config, store, ANCHOR)
             assert store.count("tickets") == 50
     assert sandbox.count("/incremental/tickets/cursor") == 3  # two failures, then the page
+
+
+def test_check_online_names_a_non_admin_and_a_status_drop_down_without_our_values(tmp_path, run):
+    """`check --online` said "credentials OK" for an agent, and the first sync then failed on the exports."""
+    sandbox = ZendeskSandbox(5, anchor=ANCHOR, clock=lambda: ANCHOR, role="agent")
+    sandbox.status_drop_down(["breached", "green"])
+    with sandbox.serve() as url:
+        path = config_for(url, tmp_path)
+        path.write_text(path.read_text() + f'writeback = {{ enabled = true, status_field = "custom_field:{SLA_STATUS_FIELD}" }}\n')
+        result = run("--config", str(path), "check", "--online", env={"ZD_TOKEN": "sandbox-token"})
+    assert result.exit_code == 3, result.output
+    assert "credentials OK" not in result.stdout
+    assert "sources.zd.auth: SLA Bot <sla-bot@example.com> is a Zendesk agent, not an admin" in result.stdout
+    assert "sources.zd.writeback.status_field: drop-down" in result.stdout and "at_risk, on_track, met" in result.stdout
