@@ -85,7 +85,9 @@ def recorded(monkeypatch):
     sandbox = ZendeskSandbox(300, anchor=ANCHOR, clock=lambda: ANCHOR, export_limit_per_minute=1000)
     config = load_config(
         data={"sources": {"zd": {"system": "zendesk", "url": "https://sandbox.zendesk.com", "start": "2026-01-01",
-                                 "auth": {"email": "sla-bot@example.com", "token_env": "ZD_TOKEN"}}}},
+                                 "auth": {"email": "sla-bot@example.com", "token_env": "ZD_TOKEN"},
+                                 # a status field, so the credential check reads its definition too
+                                 "writeback": {"enabled": True, "status_field": f"custom_field:{SLA_STATUS_FIELD}"}}}},
         environ=False,
     )
     recording = Recording(sandbox.transport())
@@ -127,7 +129,8 @@ def test_every_request_matches_the_document(recorded):
     drive_everything(sandbox, connector)
     operations = {(r.method, SPEC.operation(r.method, r.url.path)[0]) for r, _ in recording.exchanges}
     assert {("PUT", "/api/v2/tickets/{ticket_id}"), ("PUT", "/api/v2/tickets/update_many"),
-            ("GET", "/api/v2/job_statuses/show_many"), ("GET", "/api/v2/incremental/ticket_events")} <= operations
+            ("GET", "/api/v2/job_statuses/show_many"), ("GET", "/api/v2/incremental/ticket_events"),
+            ("GET", "/api/v2/ticket_fields/{ticket_field_id}")} <= operations
     problems = [p for request, _ in recording.exchanges for p in SPEC.check_request(request)]
     assert problems == []
 
