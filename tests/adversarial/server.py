@@ -94,19 +94,22 @@ class Exchange:
 Behaviour = Callable[[Exchange], None]
 
 
-def head(status: int, headers: dict[str, str]) -> bytes:
+def head(status: int, headers: dict[str, str], *, keep_alive: bool = False) -> bytes:
+    """A status line and headers. Only a normal answer keeps the connection: after any other the
+    server hangs up, and says so, so that a client is not left to find out on its next request."""
+    headers = {**headers, "Connection": "keep-alive" if keep_alive else "close"}
     lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"] + [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def render(response: httpx.Response) -> bytes:
+def render(response: httpx.Response, *, keep_alive: bool = False) -> bytes:
     """A complete response with an honest Content-Length."""
     headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "transfer-encoding", "connection")}
-    return head(response.status_code, {**headers, "Content-Length": str(len(response.content))}) + response.content
+    return head(response.status_code, {**headers, "Content-Length": str(len(response.content))}, keep_alive=keep_alive) + response.content
 
 
 def normal(exchange: Exchange) -> None:
-    exchange.send(render(exchange.normal()))
+    exchange.send(render(exchange.normal(), keep_alive=True))
 
 
 # -- behaviours a test can put on a route --------------------------------------------------

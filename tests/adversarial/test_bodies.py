@@ -143,7 +143,7 @@ def test_a_redirect_to_another_host_is_not_followed(tmp_path):
 def test_a_long_retry_after_stops_the_source_until_then(tmp_path):
     box = zendesk()
     busy = answer(429, {"error": "APIRateLimitExceeded", "description": "Number of allowed API requests per minute exceeded"},
-                  headers={"Retry-After": "3600"})
+                  headers={"Retry-After": "600"})  # past http.max_wait, inside http.max_run
     server = HostileZendesk(box).on(TICKETS, busy)
     with server.serve() as url:
         config = write_config(tmp_path, box, url)
