@@ -4,6 +4,13 @@ Safe to run every few minutes and to kill at any instant (each phase's module sa
 source failing (bad credentials, a vendor down past the retry bound, an answer its connector did
 not expect) is recorded and the others go on; the run then exits 3. A source that failed is
 never written to in that run: its data may be incomplete.
+
+The run is bounded in time (``http.max_run``): past it each source stops cleanly
+(:class:`~bridge.errors.RunBoundReached`, exit 3) and the next run resumes from the saved cursors.
+Its ``runs`` row always says how it ended: ``ok``, ``partial``, ``failed``, ``interrupted``
+(Ctrl-C 130, SIGTERM 143, SIGHUP 129), or ``killed``, written by the next run for a run whose
+process died without a word. A store deleted or replaced while the run used it fails the run
+(:class:`~bridge.errors.StoreReplaced`): what it wrote went into a file nobody will read.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from bridge.config import Config
 from bridge.edges.lock import RunLock
 from bridge.edges.store import Store
 from bridge.engine.policy import Policy, build_policies
-from bridge.errors import ConfigError, FatalSourceError, SlaBridgeError, SourceError
+from bridge.errors import ConfigError, FatalSourceError, SlaBridgeError, SourceError, Terminated
 from bridge.framework.contract import Connector
 from bridge.model import WritebackPlan
 from bridge.pipeline.connect import open_connector
@@ -30,10 +37,11 @@ from bridge.pipeline.pull import pull_source
 from bridge.pipeline.push import Push
 from bridge.pipeline.report import RunReport, SourceStats, stats_docs
 
-__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_PARTIAL", "PHASES", "Pipeline", "run_pipeline"]
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "PHASES", "Pipeline", "exit_code_of", "run_pipeline"]
 
 log = logging.getLogger("sla_bridge.run")
-EXIT_OK, EXIT_FAILURE, EXIT_PARTIAL = 0, 1, 3
+EXIT_OK, EXIT_FAILURE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 3, 130
+DEFAULT_MAX_RUN = 3000  # seconds: http.max_run's default, for a config from before the key
 PHASES = ("pull", "evaluate", "push")
 Progress = Callable[[str, int], None]
 
@@ -50,11 +58,13 @@ class Pipeline:
         run_id: int,
         transports: Mapping[str, httpx.BaseTransport] | None = None,
         progress: Progress | None = None,
+        run_deadline: float | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.now = now
         self.run_id = run_id
+        self.run_deadline = run_deadline  # a time.monotonic() instant: the run's time bound
         self.transports = dict(transports or {})
         self.progress = progress
         self.stats: dict[str, SourceStats] = {}
@@ -69,7 +79,8 @@ class Pipeline:
 
     def connector(self, source: str) -> Connector:
         if source not in self._connectors:
-            self._connectors[source] = open_connector(self.config, source, transport=self.transports.get(source))
+            self._connectors[source] = open_connector(self.config, source, transport=self.transports.get(source),
+                                                      run_deadline=self.run_deadline)
         return self._connectors[source]
 
     def policies(self) -> list[Policy]:
@@ -100,10 +111,12 @@ class Pipeline:
         for source in sources:
             with self._isolated(source):
                 pull_source(self.store, self.connector(source), now=self.now, stats=self.stat(source), progress=self.progress)
+        self.store.check_intact()
 
     def evaluate(self, sources: Sequence[str]) -> None:
         for source in sources:
             evaluate_source(self.store, source, self.policies(), now=self.now, run_id=self.run_id, stats=self.stat(source))
+        self.store.check_intact()
 
     def push(self, sources: Sequence[str], *, dry_run: bool = False) -> dict[str, list[WritebackPlan]]:
         contracts = {policy.name: policy.contract for policy in self.policies()}
@@ -118,6 +131,7 @@ class Pipeline:
             with self._isolated(source):
                 push = Push(self.store, self.connector(source), settings, contracts, run_id=self.run_id, stats=self.stat(source))
                 planned[source] = push.run(dry_run=dry_run)
+        self.store.check_intact()
         return planned
 
     def close(self) -> None:
@@ -141,6 +155,9 @@ def run_pipeline(
     progress: Progress | None = None,
 ) -> RunReport:
     """Lock the store, run ``phases`` over ``sources`` (default: all), record the run."""
+    require_sources = getattr(config, "require_sources", None)  # TODO(issue 9): call it once bridge.config has it
+    if require_sources is not None:
+        require_sources()  # an empty config must not create a store and report success
     names = list(sources) or sorted(config.sources)
     unknown = [name for name in names if name not in config.sources]
     if unknown:
@@ -149,11 +166,16 @@ def run_pipeline(
     if "pull" in phases or "push" in phases:
         config.require_secrets(names)
     began = time.monotonic()
+    # TODO(issue 9): config.http.max_run once bridge.config.HttpConfig has it
+    run_deadline = began + getattr(config.http, "max_run", DEFAULT_MAX_RUN)
     label = command + (" --dry-run" if dry_run else "")
     with RunLock(store_path, command), Store.open(store_path) as store:
+        reaped = store.reap_dead_runs()
+        if reaped:
+            log.info("%d earlier run(s) had been left 'running' by a process that died; recorded as 'killed'", reaped)
         run_id = store.start_run(label)
         pipeline = Pipeline(config, store, now=now or datetime.now(timezone.utc), run_id=run_id, transports=transports,
-                            progress=progress)
+                            progress=progress, run_deadline=run_deadline)
         planned: dict[str, list[WritebackPlan]] = {}
         try:
             if "pull" in phases:
@@ -162,9 +184,11 @@ def run_pipeline(
                 pipeline.evaluate(names)
             if "push" in phases:
                 planned = pipeline.push(names, dry_run=dry_run)
+            store.check_intact()  # the end recorded in a file nobody reads would be a success nobody had
         except BaseException as error:
             pipeline.close()
-            store.finish_run(run_id, exit_code=EXIT_FAILURE, sources=stats_docs(pipeline.stats), error=f"{type(error).__name__}: {error}")
+            store.finish_run(run_id, exit_code=exit_code_of(error), sources=stats_docs(pipeline.stats),
+                             error=f"{type(error).__name__}: {error}")
             raise
         pipeline.close()
         stats = {name: pipeline.stat(name) for name in names}
@@ -173,3 +197,13 @@ def run_pipeline(
     report.seconds = round(time.monotonic() - began, 2)
     return report
 
+
+def exit_code_of(error: BaseException) -> int:
+    """The exit code a run that ended in ``error`` ends with, as the CLI exits and the store records."""
+    if isinstance(error, Terminated):
+        return error.exit_code  # 143 for SIGTERM, 129 for SIGHUP
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(error, SlaBridgeError):
+        return error.exit_code
+    return EXIT_FAILURE
