@@ -943,6 +943,18 @@ def _iso_or_none(moment: datetime | None) -> str | None:
     return to_iso(moment) if moment is not None else None
 
 
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _texts(key)
+            yield from _texts(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _texts(item)
+
+
 def _clean(value: Any) -> Any:
     """``value`` with every secret masked in each text it holds (a helpdesk can echo a token
     into a subject, a custom field or a tag: the store keeps none)."""
@@ -955,13 +967,26 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _text(value: str | None) -> str | None:
-    return redact(value) if value else value
+def _masked(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
+    """``row`` with the secrets in ``columns`` masked. One look over all their text first: a
+    secret is rare, and masking each text on its own costs a pass per text and per secret."""
+    if redact(blob := "\x00".join(_texts([row[c] for c in columns]))) == blob:
+        return row
+    return {**row, **{c: _clean(row[c]) for c in columns}}
+
+
+# Every text of a ticket that came from the helpdesk's users. Identity (source, ids, key, url,
+# version) is sla-bridge's or the helpdesk's own and is used as a key.
+_TICKET_TEXT = ("title", "status", "status_raw", "priority", "priority_raw", "customer", "requester", "assignee", "group",
+                "service", "type", "fields", "tags")
 
 
 def _ticket_row(ticket: Ticket, pulled_at: str) -> dict[str, Any]:
-    # Identity (source, ids, key, url, version) is sla-bridge's or the helpdesk's own and is used
-    # as a key; every other text came from the helpdesk's users and is stored masked.
+    texts = _masked({
+        "title": ticket.title, "status": ticket.status, "status_raw": ticket.status_raw, "priority": ticket.priority,
+        "priority_raw": ticket.priority_raw, "customer": ticket.customer, "requester": ticket.requester, "assignee": ticket.assignee,
+        "group": ticket.group, "service": ticket.service, "type": ticket.type, "fields": ticket.fields, "tags": ticket.tags,
+    }, _TICKET_TEXT)
     return {
         "id": ticket.id,
         "source": ticket.source,
@@ -969,22 +994,12 @@ def _ticket_row(ticket: Ticket, pulled_at: str) -> dict[str, Any]:
         "external_id": ticket.external_id,
         "key": ticket.key,
         "url": ticket.url,
-        "title": _text(ticket.title),
-        "status": _text(ticket.status),
-        "status_raw": _text(ticket.status_raw),
-        "priority": _text(ticket.priority),
-        "priority_raw": _text(ticket.priority_raw),
-        "customer": _text(ticket.customer),
-        "requester": _text(ticket.requester),
-        "assignee": _text(ticket.assignee),
-        "group": _text(ticket.group),
-        "service": _text(ticket.service),
-        "type": _text(ticket.type),
+        **{column: texts[column] for column in _TICKET_TEXT if column not in ("fields", "tags")},
         "created_at": to_iso(ticket.created_at),
         "updated_at": to_iso(ticket.updated_at),
         "resolved_at": _iso_or_none(ticket.resolved_at),
-        "fields": json.dumps(_clean(ticket.fields), sort_keys=True, default=str),
-        "tags": json.dumps(_clean(ticket.tags)),
+        "fields": json.dumps(texts["fields"], sort_keys=True, default=str),
+        "tags": json.dumps(list(texts["tags"])),
         "version": ticket.version,
         "pulled_at": pulled_at,
     }
@@ -1018,16 +1033,17 @@ def _ticket_from_row(row: dict[str, Any]) -> Ticket:
 
 
 def _event_row(event: TicketEvent) -> dict[str, Any]:
-    return {
+    row = {
         "ticket_id": event.ticket_id,
         "event_id": event.event_id,
         "kind": event.kind,
         "at": to_iso(event.at),
-        # A note's value is sla-bridge's own marker, matched as it is to never post a note twice.
-        "from_value": _text(event.from_value),
-        "to_value": event.to_value if event.kind == "note" else _text(event.to_value),
-        "author": _text(event.author),
+        "from_value": event.from_value,
+        "to_value": event.to_value,
+        "author": event.author,
     }
+    # A note's value is sla-bridge's own marker, matched as it is to never post a note twice.
+    return _masked(row, ("from_value", "author") if event.kind == "note" else ("from_value", "to_value", "author"))
 
 
 def _event_from_row(row: dict[str, Any]) -> TicketEvent:
