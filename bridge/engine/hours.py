@@ -2,12 +2,17 @@
 
 Each parser raises ``ValueError`` with a message fit for an admin, so the config loader rejects a
 bad calendar before anything runs; :mod:`bridge.engine.calendar` builds on the parsed values.
+Working intervals that overlap (in one day, or an overnight shift running into the next day's
+hours) are refused by :func:`check_no_overlap` rather than merged: two statements of the same
+time are a typo or a misunderstanding, and the contract's hours are what the admin must see.
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
+from collections.abc import Sequence
 from datetime import date
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -16,6 +21,7 @@ __all__ = [
     "BUILTIN_CALENDARS",
     "DAY_SECONDS",
     "WEEKDAYS",
+    "check_no_overlap",
     "parse_clock",
     "parse_holiday",
     "parse_interval",
@@ -66,6 +72,30 @@ def parse_interval(text: object) -> tuple[int, int]:
     if end <= start:
         end += DAY_SECONDS
     return start, end
+
+
+def check_no_overlap(day: str, intervals: Sequence[str], *, spill: Sequence[str] = (), spill_from: str = "") -> None:
+    """``ValueError`` naming the first two of ``intervals`` (texts, all of one day) that share time.
+
+    ``spill`` are the previous day's intervals (``spill_from`` names that day): the part of an
+    overnight shift past midnight must not overlap this day's hours either. Intervals that only
+    touch (``"09:00-12:00"``, ``"12:00-17:00"``) do not overlap.
+    """
+    stretches = [(*parse_interval(text), text, day) for text in intervals]
+    stretches += [(start - DAY_SECONDS, end - DAY_SECONDS, text, spill_from)
+                  for start, end, text in ((*parse_interval(text), text) for text in spill) if end > DAY_SECONDS]
+    stretches.sort()
+    for before, after in itertools.pairwise(stretches):
+        if after[0] >= before[1]:
+            continue
+        if before[2:] == after[2:]:
+            raise ValueError(f"{day}: {after[2]!r} is given twice; give each working interval once")
+        spilt = [item for item in (before, after) if item[3] != day]
+        own = [item for item in (before, after) if item[3] == day]
+        what = (f"{own[0][2]!r} overlaps the overnight shift {spilt[0][3]} {spilt[0][2]!r}" if spilt
+                else f"{before[2]!r} and {after[2]!r} overlap")
+        raise ValueError(f"{day}: {what}; give each stretch of working time once (overlapping hours "
+                         "would be counted once, not as written)")
 
 
 def parse_holiday(text: object) -> date | tuple[int, int]:

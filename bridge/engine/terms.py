@@ -1,26 +1,41 @@
 """The terms of an agreement as a config writes them: calendars, policies, targets and credits.
 
 These are the schema of what the engine consumes, validated strictly (unknown keys are errors,
-durations carry units, a time zone must exist). They live with the engine rather than with the
+durations carry units, a time zone must exist, a number is a number and finite, not text that
+looks like one, and every value is within the bounds the engine can compute with). They live with the engine rather than with the
 config file so the engine builds calendars and policies from them without importing the config
 loader; :mod:`bridge.config` composes them into the whole file.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bridge.engine import hours
-from bridge.engine.durations import parse_duration
+from bridge.engine.durations import format_duration, parse_duration
 from bridge.model import CANONICAL_STATUSES, PRIORITIES
 
 __all__ = [
+    "LONGEST_TARGET",
+    "MAX_MONTHLY_FEE",
     "METRICS",
     "NAME_PATTERN",
+    "TARGET_YEARS",
     "AvailabilityConfig",
     "BreachTier",
     "CalendarConfig",
@@ -28,14 +43,25 @@ __all__ = [
     "Duration",
     "MatchConfig",
     "Name",
+    "Number",
     "PolicyConfig",
     "Section",
     "SuccessTier",
     "brief_errors",
+    "duration_within",
 ]
 
 METRICS = ("first_response", "next_response", "resolution")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+
+# A target must be reached within this many years of its calendar's working time. The calendar
+# materialises its intervals year by year and gives up past 50 years without reaching a due
+# instant (bridge.engine.calendar); ten leaves a wide margin for holidays and for tickets that
+# began long ago. On the round-the-clock calendar that is LONGEST_TARGET; the config loader holds
+# each policy's targets to its own calendar's hours.
+TARGET_YEARS = 10
+LONGEST_TARGET = TARGET_YEARS * 8760 * 3600  # 87600h
+MAX_MONTHLY_FEE = 10**12  # far above any fee, and far below where float sums lose whole units
 
 
 def _check(parser: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -64,7 +90,25 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-Duration = Annotated[int, BeforeValidator(parse_duration)]
+def _bounded_seconds(value: Any, at_most: int, at_least: int = 1, why: str = "") -> int:
+    seconds = parse_duration(value, allow_zero=at_least == 0)
+    if seconds > at_most:
+        raise ValueError(f"{value!r} is longer than {format_duration(at_most)}, the longest allowed here{why}")
+    if seconds < at_least:
+        raise ValueError(f"{value!r} is shorter than {format_duration(at_least)}, the shortest allowed here{why}")
+    return seconds
+
+
+def duration_within(at_most: int, *, at_least: int = 1, why: str = "") -> BeforeValidator:
+    """A duration string bounded to ``at_least..at_most`` seconds; ``why`` follows a bound's message."""
+    return BeforeValidator(lambda value: _bounded_seconds(value, at_most, at_least, why))
+
+
+_TARGET_WHY = f" (a target must be reached within {TARGET_YEARS} years of business time)"
+Duration = Annotated[int, duration_within(LONGEST_TARGET, why=_TARGET_WHY)]
+# A number as TOML writes one: not text that looks like one ("0.5"), not true/false, and finite
+# (inf and nan would reach a credit note as "= inf GBP").
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Interval = Annotated[str, BeforeValidator(_check(hours.parse_interval))]
 Holiday = Annotated[str, BeforeValidator(_date_text(hours.parse_holiday))]
 OverrideDate = Annotated[str, BeforeValidator(_date_text(hours.parse_override_date))]
@@ -95,6 +139,37 @@ class CalendarConfig(Section):
     due_at: Literal["close", "next_open"] = "close"
     granularity: Literal["second", "minute"] = "second"
 
+    @field_validator("hours")
+    @classmethod
+    def _hours_do_not_overlap(cls, week: dict[str, list[str]]) -> dict[str, list[str]]:
+        for index, day in enumerate(hours.WEEKDAYS):
+            before = hours.WEEKDAYS[index - 1]  # Monday's is Sunday's: the week repeats
+            hours.check_no_overlap(day, week.get(day, []), spill=week.get(before, []), spill_from=before)
+        return week
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides_do_not_overlap(cls, overrides: dict[str, list[str]], info: ValidationInfo) -> dict[str, list[str]]:
+        """An override's intervals, and where an overnight shift runs into or out of it."""
+        week: dict[str, list[str]] = info.data.get("hours") or {}
+        closed = {str(text) for text in info.data.get("holidays") or []}
+        by_date = {hours.parse_override_date(text): intervals for text, intervals in overrides.items()}
+
+        def day_hours(day: date) -> list[str]:
+            if day in by_date:
+                return by_date[day]
+            if day.isoformat() in closed or day.isoformat()[5:] in closed:
+                return []
+            return week.get(hours.WEEKDAYS[day.weekday()], [])
+
+        for day, intervals in sorted(by_date.items()):
+            one = timedelta(days=1)
+            before, after = day - one, day + one
+            hours.check_no_overlap(day.isoformat(), intervals, spill=day_hours(before), spill_from=before.isoformat())
+            if after not in by_date:
+                hours.check_no_overlap(after.isoformat(), day_hours(after), spill=intervals, spill_from=day.isoformat())
+        return overrides
+
     @model_validator(mode="after")
     def _known_holiday_country(self) -> CalendarConfig:
         if self.holiday_subdivision is not None and self.holiday_country is None:
@@ -116,21 +191,20 @@ class MatchConfig(Section):
     group: AnyOf | None = None
 
 
+_SHARE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
+
+
 def _over(value: Any) -> Any:
     """A per-breach tier threshold: a share of the target (``"50%"``) or a duration (``"4h"``)."""
     if isinstance(value, str) and value.strip().endswith("%"):
-        number = value.strip()[:-1]
-        try:
-            if float(number) < 0:
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"{value!r} is not a percentage of the target: write e.g. \"50%\"") from None
+        if not _SHARE.fullmatch(value.strip()[:-1].strip()):
+            raise ValueError(f"{value!r} is not a percentage of the target: write e.g. \"50%\" or \"12.5%\"")
         return value
-    parse_duration(value, allow_zero=True)
+    _bounded_seconds(value, LONGEST_TARGET, at_least=0)
     return value
 
 
-Percent = Annotated[float, Field(ge=0, le=100)]
+Percent = Annotated[Number, Field(ge=0, le=100)]
 
 
 class BreachTier(Section):
@@ -153,7 +227,7 @@ class CreditsConfig(Section):
     """``[policies.credits]``: what a missed target costs the provider."""
 
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    monthly_fee: float = Field(ge=0)
+    monthly_fee: Annotated[Number, Field(ge=0, le=MAX_MONTHLY_FEE)]
     cap_percent: Percent = 100
     period: Literal["month", "quarter", "year"] = "month"
     per_breach: list[BreachTier] = []
@@ -169,8 +243,8 @@ class PolicyConfig(Section):
     calendar: str = "24x7"
     match: MatchConfig = MatchConfig()
     pause_when: list[CanonicalStatus] = ["waiting_customer"]
-    warn_at: float = Field(0.75, gt=0, lt=1)
-    breach_on_equal: bool = False
+    warn_at: Annotated[Number, Field(gt=0, lt=1)] = 0.75
+    breach_on_equal: StrictBool = False
     on_reopen: Literal["continue", "new_cycle"] = "continue"
     targets: dict[Metric, dict[Priority, Duration]] = Field(min_length=1)
     credits: CreditsConfig | None = None
