@@ -10,6 +10,12 @@ silently do nothing), every problem of a section's shape is reported with its ke
 pass (then, once shapes are right, references between sections), and secrets are never accepted
 inline: ``token_env = "NAME"`` or ``token_file = "path"`` point at them.
 
+A config that loads must run: every value is held to what the code can do with it (durations
+and numbers bounded, a target reachable on its calendar, the CA bundle a CA bundle, the store
+a file that can be), so a mistake stops ``check`` with its key (exit 2) rather than a run after
+its requests. The file itself is read as UTF-8 TOML of bounded size and depth. Values from the
+environment are text, so numbers are read from that text; in the file a number must be a number.
+
 The file is composed of the engine's terms (:mod:`bridge.engine.terms`: calendars, policies),
 the ``[store]`` and ``[http]`` sections, and one ``[sources.NAME]`` table per helpdesk, each
 validated by the model its connector declares (found through :mod:`bridge.framework.registry`).
@@ -20,22 +26,41 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import math
 import os
 import re
+import ssl
+import stat
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from bridge.edges.credentials import Secret, read_secret
 from bridge.edges.http import DEFAULT_MAX_PAGES
+from bridge.engine.calendar import Calendar
+from bridge.engine.durations import format_duration
 from bridge.engine.hours import BUILTIN_CALENDARS
-from bridge.engine.terms import NAME_PATTERN, CalendarConfig, Duration, PolicyConfig, Section
+from bridge.engine.terms import (
+    NAME_PATTERN,
+    TARGET_YEARS,
+    CalendarConfig,
+    PolicyConfig,
+    Section,
+    duration_within,
+)
 from bridge.errors import ConfigError, ConnectorUnavailable
 from bridge.framework import registry
 from bridge.framework.contract import Connector
@@ -59,22 +84,61 @@ DEFAULT_CONFIG_NAME = "sla-bridge.toml"
 ENV_PREFIX = "SLA_BRIDGE_"
 _NAME = NAME_PATTERN
 SourceName = Annotated[str, Field(pattern=_NAME)]
+Count = Annotated[int, Field(strict=True)]  # a whole number as TOML writes one (not "5", not true)
+
+MINUTE, HOUR, DAY = 60, 3600, 86_400
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config is a few kilobytes; more is the wrong file
+MAX_DEPTH = 24  # the deepest key of the schema is 7 levels down (policies[0].credits.availability.match.type[0])
+MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024
+
+
+def _path_text(value: Any) -> Any:
+    """A file path as text: not empty, no NUL (the OS would refuse it mid-run)."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("empty path: give a file name, e.g. \"sla-bridge.db\"")
+    if isinstance(value, str) and "\0" in value:
+        raise ValueError("a path may not contain a NUL character")
+    return value
+
+
+PathText = Annotated[str, BeforeValidator(_path_text)]
 
 
 class StoreConfig(Section):
     """``[store]``: where the local SQLite database lives."""
 
-    path: str = "sla-bridge.db"
+    path: PathText = "sla-bridge.db"
 
 
 class HttpConfig(Section):
-    """``[http]``: timeouts, the bounded retry policy and the paging bound every source shares."""
+    """``[http]``: timeouts, the bounded retry policy and the bounds every source shares.
 
-    timeout: Duration = 30
-    max_attempts: int = Field(default=5, ge=1, le=20)
-    max_wait: Duration = 120
-    max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=1)
-    ca_bundle: str | None = None
+    The HTTP layer reads these through :class:`bridge.edges.http.HttpSettings`; every duration is
+    whole seconds. Each bound is one the run can honour: a timeout past an hour is a hung cron
+    job, not a patient one.
+    """
+
+    timeout: Annotated[int, duration_within(HOUR)] = 30
+    # The overall bound on one request, a trickled header or body included.
+    deadline: Annotated[int, duration_within(HOUR)] = 120
+    max_attempts: Annotated[Count, Field(ge=1, le=20)] = 5
+    max_wait: Annotated[int, duration_within(DAY)] = 120
+    max_pages: Annotated[Count, Field(ge=1, le=10_000_000)] = DEFAULT_MAX_PAGES
+    # The bound on one run: past it each source stops cleanly (exit 3) and the next run resumes.
+    max_run: Annotated[int, duration_within(7 * DAY, at_least=MINUTE)] = 50 * MINUTE
+    max_body_mb: Annotated[Count, Field(ge=1, le=2048)] = 64
+    ca_bundle: PathText | None = None
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline_covers_timeout(cls, deadline: int, info: ValidationInfo) -> int:
+        timeout = info.data.get("timeout")
+        if isinstance(timeout, int) and deadline < timeout:
+            raise ValueError(
+                f"{format_duration(deadline)} is shorter than http.timeout ({format_duration(timeout)}): the deadline "
+                "bounds a whole request, so it must be at least the timeout of one read"
+            )
+        return deadline
 
 
 # -- the whole file -------------------------------------------------------------------------
@@ -107,7 +171,42 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file is passed as init arguments; the environment overrides it.
-        return (env_settings, init_settings)
+        return (_NumbersFromText(settings_cls), init_settings)
+
+
+class _NumbersFromText(EnvSettingsSource):
+    """The environment, with the text of a number read as one where the schema wants a number.
+
+    A variable's value is always text, so ``SLA_BRIDGE_HTTP__MAX_ATTEMPTS=3`` must mean 3; the
+    file's numbers stay strict (``max_attempts = "3"`` is refused). Text that is not a number is
+    left as it is, for validation to name the variable.
+    """
+
+    def __call__(self) -> dict[str, Any]:
+        return typing.cast("dict[str, Any]", _numbers_from_text(super().__call__(), Settings))
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
+
+
+def _numbers_from_text(value: Any, annotation: Any) -> Any:
+    annotation = _unwrap(annotation)
+    if isinstance(value, str) and annotation in (int, float):
+        text = value.strip()
+        if annotation is int and _INTEGER.fullmatch(text):
+            return int(text)
+        if annotation is float:
+            with contextlib.suppress(ValueError):
+                number = float(text)
+                return number if math.isfinite(number) else value
+        return value
+    if isinstance(value, dict) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {key: _numbers_from_text(item, annotation.model_fields[key].annotation) if key in annotation.model_fields else item
+                for key, item in value.items()}
+    if isinstance(value, dict) and typing.get_origin(annotation) is dict:
+        inner = typing.get_args(annotation)[1]
+        return {key: _numbers_from_text(item, inner) for key, item in value.items()}
+    return value
 
 
 @dataclass(frozen=True)
@@ -134,11 +233,20 @@ class Config:
     def http(self) -> HttpConfig:
         return self.settings.http
 
+    @property
+    def file_label(self) -> str | None:
+        return str(self.path) if self.path else None
+
     def store_path(self, override: str | Path | None = None) -> Path:
         """The database file: ``--db`` (from the current folder) if given, else ``store.path``
-        (from the config file's folder)."""
+        (from the config file's folder). :class:`ConfigError` when ``--db`` names something that
+        cannot be a store (``store.path`` is checked when the config loads)."""
         if override is not None:
-            return Path(override).expanduser().absolute()
+            path = Path(override).expanduser().absolute()
+            problem = _store_path_problem(path)
+            if problem:
+                raise ConfigError(f"--db: {problem}")
+            return path
         path = Path(self.settings.store.path).expanduser()
         return path if path.is_absolute() else self.base_dir / path
 
@@ -162,8 +270,22 @@ class Config:
         except LookupError as error:
             raise ConfigError(str(error), file=str(self.path) if self.path else None) from None
 
+    def require_sources(self) -> None:
+        """At least one source must be configured: ``sync``, ``pull``, ``push`` and ``check`` on a
+        config without one would create a store and report success having done nothing."""
+        if not self.sources:
+            raise ConfigError(
+                "no sources are configured: add a [sources.NAME] table for each helpdesk "
+                "(config.example.toml shows one; 'sla-bridge init' writes a starter)",
+                file=self.file_label,
+            )
+
     def require_secrets(self, names: typing.Iterable[str] | None = None) -> None:
-        """Every named source's secret must be readable before anything is sent: one error listing all."""
+        """Every named source's secret must be readable before anything is sent: one error listing all.
+
+        Commands that need secrets need sources, so this calls :meth:`require_sources` first.
+        """
+        self.require_sources()
         problems: list[str] = []
         for name in self.sources if names is None else names:
             try:
@@ -183,6 +305,9 @@ def find_config_path(explicit: str | Path | None = None) -> Path:
     else:
         candidate, said_by = Path(DEFAULT_CONFIG_NAME), "the default location"
     candidate = candidate.expanduser()
+    if candidate.exists() and not candidate.is_file():
+        kind = "a folder" if candidate.is_dir() else "not a regular file"
+        raise ConfigError(f"{candidate} (from {said_by}) is {kind}; give the path of the TOML config file")
     if not candidate.is_file():
         hint = " Run 'sla-bridge init' to write a starter config." if said_by == "the default location" else ""
         raise ConfigError(f"no config file at {candidate} (from {said_by}).{hint}")
@@ -201,13 +326,10 @@ def load_config(
     if data is None:
         resolved = find_config_path(path)
         file_label = str(resolved)
-        try:
-            with resolved.open("rb") as handle:
-                data = tomllib.load(handle)
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"not valid TOML: {error}", file=file_label) from None
-        except OSError as error:
-            raise ConfigError(f"cannot read the config: {error.strerror}", file=file_label) from None
+        data = _read_toml(resolved, file_label)
+    deep = _too_deep(data)
+    if deep:
+        raise ConfigError(f"{deep}: nested more than {MAX_DEPTH} levels deep; no key of the config is", file=file_label)
     # pydantic-settings reads keyword arguments starting with "_" as its own options
     # (_env_prefix, _cli_parse_args, ...): from a config file they are just unknown keys.
     problems = [f"{key}: unknown key {key!r}" for key in sorted(map(str, data)) if key.startswith("_")]
@@ -226,15 +348,123 @@ def load_config(
         raise ConfigError(describe_errors(error) + found, file=file_label) from None
     except SettingsError as error:
         raise ConfigError(f"environment: {error}", file=file_label) from None
+    except RecursionError:
+        raise ConfigError(f"environment: a value of an {ENV_PREFIX}* variable is nested too deeply", file=file_label) from None
     sources, problems = _validate_sources(settings.sources)
     problems += _cross_check(settings)
     config = Config(settings=settings, path=resolved.resolve() if resolved else None, sources=sources)
-    bundle = config.ca_bundle_path()
-    if bundle is not None and not bundle.is_file():
-        problems.append(f"http.ca_bundle: no file at {bundle}")
+    problems += _check_files(config)
     if problems:
         raise ConfigError(problems, file=file_label)
     return config
+
+
+def _read_toml(path: Path, label: str) -> dict[str, Any]:
+    """The file as TOML: bounded in size, UTF-8 (a byte-order mark is allowed), each failure one line."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"cannot read the config: {error.strerror}", file=label) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MB, which no config is: is this the right file?", file=label)
+    if b"\0" in raw:
+        raise ConfigError("a binary file, not a TOML text: is this the right file?", file=label)
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"not UTF-8 text (byte 0x{raw[error.start]:02x} on line {line}): a config is TOML, which is UTF-8; "
+            "save it as UTF-8, or check this is the right file",
+            file=label,
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"not valid TOML: {error}", file=label) from None
+    except RecursionError:
+        raise ConfigError(f"nested too deeply to read; no key of the config is more than {MAX_DEPTH} levels deep", file=label) from None
+
+
+def _too_deep(data: dict[str, Any]) -> str | None:
+    """The key path of the first value nested deeper than :data:`MAX_DEPTH`, if any (no recursion)."""
+    pending: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while pending:
+        node, where = pending.pop()
+        if len(where) > MAX_DEPTH:
+            return _path(where[:MAX_DEPTH]) + "..."
+        if isinstance(node, dict):
+            pending.extend((value, (*where, str(key))) for key, value in node.items())
+        elif isinstance(node, list):
+            pending.extend((value, (*where, index)) for index, value in enumerate(node))
+    return None
+
+
+def _check_files(config: Config) -> list[str]:
+    """The files the config names, as far as they can be checked before a run: the store's path
+    and the CA bundle (its certificates loaded as the HTTP layer will load them)."""
+    problems: list[str] = []
+    problem = _store_path_problem(config.store_path())
+    if problem:
+        problems.append(f"store.path: {problem}{_env_note(('store', 'path'))}")
+    bundle = config.ca_bundle_path()
+    if bundle is not None:
+        problem = _ca_bundle_problem(bundle)
+        if problem:
+            problems.append(f"http.ca_bundle: {problem}{_env_note(('http', 'ca_bundle'))}")
+    return problems
+
+
+def _store_path_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be the store's file, if it cannot: an existing directory, device, FIFO
+    or socket (``/dev/null`` would take every write and keep none), or a folder that is a file."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError as error:
+        return f"cannot use {path}: {error.strerror}"
+    if mode is not None:
+        if stat.S_ISDIR(mode):
+            return f"{path} is a folder; name the store's file in it, e.g. {path / 'sla-bridge.db'}"
+        if not stat.S_ISREG(mode):
+            return f"{path} is not a regular file (a device, FIFO or socket); name a file for the store, e.g. sla-bridge.db"
+        return None
+    for parent in path.parents:
+        try:
+            parent_mode = parent.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # created on first use (or below a file, which the next step up finds)
+        except OSError as error:
+            return f"cannot use {parent}: {error.strerror}"
+        if not stat.S_ISDIR(parent_mode):
+            return f"{parent} is not a folder, so {path} cannot be created"
+        return None
+    return None
+
+
+def _ca_bundle_problem(bundle: Path) -> str | None:
+    """Why ``bundle`` is not a CA bundle the HTTP layer can load, if it is not."""
+    try:
+        info = bundle.stat()
+    except FileNotFoundError:
+        return f"no file at {bundle}"
+    except OSError as error:
+        return f"cannot read {bundle}: {error.strerror}"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{bundle} is not a regular file; give the path of a PEM file of CA certificates"
+    if info.st_size > MAX_CA_BUNDLE_BYTES:
+        return f"{bundle} is larger than {MAX_CA_BUNDLE_BYTES // (1024 * 1024)} MB, which no CA bundle is"
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(bundle))
+    except ssl.SSLError as error:
+        why = "it holds no certificate" if error.reason == "NO_CERTIFICATE_OR_CRL_FOUND" else "a certificate in it cannot be read"
+        return (f"{bundle} is not a PEM file of CA certificates ({why}); give the proxy's CA certificate "
+                "in PEM form, the text between -----BEGIN CERTIFICATE----- and -----END CERTIFICATE-----")
+    except OSError as error:
+        return f"cannot read {bundle}: {error.strerror}"
+    return None
 
 
 class _FileOnlySettings(Settings):
@@ -428,6 +658,42 @@ def _cross_check(settings: Settings) -> list[str]:
                     for source in match.source
                     if source not in settings.sources
                 )
+    return problems + _reachable_targets(settings, datetime.now(timezone.utc))
+
+
+def _reachable_targets(settings: Settings, now: datetime) -> list[str]:
+    """Each target must be reachable on its policy's calendar within ``TARGET_YEARS`` years.
+
+    The calendar gives up on a due instant 50 years out (:mod:`bridge.engine.calendar`); a target
+    its calendar's hours take longer than that to reach would fail every run that evaluates it.
+    The yardstick is the calendar's working time over the coming year, times ``TARGET_YEARS``.
+    """
+    problems: list[str] = []
+    yearly: dict[str, int] = {}
+    for index, policy in enumerate(settings.policies):
+        spec: Any = settings.calendars.get(policy.calendar) or BUILTIN_CALENDARS.get(policy.calendar)
+        if spec is None:
+            continue  # reported as an unknown calendar
+        if policy.calendar not in yearly:
+            try:
+                calendar = Calendar.from_config(spec, name=policy.calendar)
+                yearly[policy.calendar] = calendar.business_seconds(now, now + timedelta(days=365))
+            except ValueError:
+                continue  # the calendar's own problems are reported with its keys
+        where = f"policies[{index}] ({policy.name})"
+        per_year = yearly[policy.calendar]
+        if per_year == 0:
+            problems.append(f"{where}.calendar: calendar {policy.calendar!r} has no working hours in the coming year, "
+                            "so no target on it can ever be reached; give it hours")
+            continue
+        for metric, targets in policy.targets.items():
+            for priority, seconds in targets.items():
+                if seconds > per_year * TARGET_YEARS:
+                    problems.append(
+                        f"{where}.targets.{metric}.{priority}: {format_duration(seconds)} of business time would take more "
+                        f"than {TARGET_YEARS} years to reach on calendar {policy.calendar!r} "
+                        f"({format_duration(per_year)} of working time a year); shorten the target"
+                    )
     return problems
 
 
@@ -465,15 +731,46 @@ def describe_errors(error: ValidationError, prefix: tuple[Any, ...] = (), *, roo
             what = "unknown key" if loc and loc[-1] == "[key]" else "value"
             message = f"{what} {item['input']!r} is not allowed; choose one of {expected}"
         elif kind == "string_pattern_mismatch":
-            message = f"{item['input']!r} {_PATTERN_HINTS.get(item['ctx']['pattern'], 'is not in the expected form')}"
+            message = f"{_shown(item['input'])} {_PATTERN_HINTS.get(item['ctx']['pattern'], 'is not in the expected form')}"
         elif kind in {"value_error", "assertion_error"}:
             message = str(item["ctx"]["error"]) if "ctx" in item else item["msg"]
+            if len(message) > 400:  # a value echoed whole: a problem is one readable line
+                message = message[:300] + " ... " + message[-80:]
+        elif kind in _NUMBER_KINDS and not _may_hold_secret(loc):
+            message = _number_message(kind, item.get("input"), from_text=bool(_env_note(loc)))
         else:
             message = item["msg"][:1].lower() + item["msg"][1:]
             if "input" in item and not isinstance(item["input"], dict | list) and not _may_hold_secret(loc):
-                message += f" (got {item['input']!r})"
+                message += f" (got {_shown(item['input'])})"
         problems.append(f"{_path(loc)}: {message}{_env_note(loc)}")
     return problems
+
+
+_NUMBER_KINDS = {"float_type", "int_type", "finite_number", "float_parsing", "int_parsing", "int_from_float"}
+
+
+def _number_message(kind: str, value: Any, *, from_text: bool = False) -> str:
+    """A number that is not one: text that looks like a number, true/false, a fraction, inf/nan.
+
+    ``from_text``: the value came from an environment variable, where there are no quotes to drop.
+    """
+    whole = kind.startswith("int")
+    wanted = "a whole number" if whole else "a number"
+    if isinstance(value, bool):
+        return f"expected {wanted}, got {str(value).lower()}"
+    if isinstance(value, str):
+        number = r"[+-]?[0-9]+" if whole else r"[+-]?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?"
+        looks = not from_text and re.fullmatch(number, value.strip())
+        return f"expected {wanted}, got the text {_shown(value)}" + (": write the number without quotes" if looks else "")
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"expected a finite number, got {value}"
+    return f"expected {wanted}, got {_shown(value)}"
+
+
+def _shown(value: Any) -> str:
+    """A value as the message quotes it, cut short: a problem is one line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 _PATTERN_HINTS = {

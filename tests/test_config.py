@@ -6,6 +6,7 @@ import re
 import typing
 from pathlib import Path
 
+import certifi
 import pytest
 
 from bridge.config import load_config
@@ -35,7 +36,7 @@ BAD_CONFIGS = [
     (
         "wrong type",
         POLICY + 'warn_at = "high"\n',
-        "policies[0].warn_at: input should be a valid number, unable to parse string as a number (got 'high')",
+        "policies[0].warn_at: expected a number, got the text 'high'",
     ),
     (
         "fraction out of range",
@@ -249,9 +250,10 @@ def test_secret_file_readable_by_others_is_refused(write_config, run, tmp_path):
 
 
 def test_config_is_found_from_option_then_environment_then_cwd(write_config, run, tmp_path, monkeypatch):
-    write_config('[store]\npath = "from-cwd.db"\n')
-    other = write_config('[store]\npath = "from-env.db"\n', name="other.toml")
-    explicit = write_config('[store]\npath = "from-option.db"\n', name="explicit.toml")
+    monkeypatch.setenv("ZD_TOKEN", "t0k3n-xyz")
+    write_config('[store]\npath = "from-cwd.db"\n' + SOURCE)
+    other = write_config('[store]\npath = "from-env.db"\n' + SOURCE, name="other.toml")
+    explicit = write_config('[store]\npath = "from-option.db"\n' + SOURCE, name="explicit.toml")
     assert "from-cwd.db" in run("check").stdout
     monkeypatch.setenv("SLA_BRIDGE_CONFIG", str(other))
     assert "from-env.db" in run("check").stdout
@@ -389,7 +391,7 @@ def test_ca_bundle_must_exist_and_is_found_from_the_config_folder(write_config, 
     assert missing.exit_code == 2
     assert f"http.ca_bundle: no file at {tmp_path / 'certs' / 'corp.pem'}" in missing.stderr
     (tmp_path / "certs").mkdir()
-    (tmp_path / "certs" / "corp.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "certs" / "corp.pem").write_bytes(Path(certifi.where()).read_bytes())
     assert load_config(path).ca_bundle_path() == tmp_path / "certs" / "corp.pem"
 
 

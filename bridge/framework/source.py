@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import date, datetime
+from datetime import date, datetime, time, timezone
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -65,17 +65,35 @@ def _refuse_inline(key: str) -> Any:
     return Annotated[Any, BeforeValidator(refuse)]
 
 
+def _account(value: Any) -> Any:
+    """A user name or email goes into an HTTP header: no control characters, not blank."""
+    if isinstance(value, str) and (not value.strip() or any(ord(char) < 32 or ord(char) == 127 for char in value)):
+        raise ValueError("must be a non-empty name without control characters (a line break would break the request)")
+    return value
+
+
+def _file_path(value: Any) -> Any:
+    if isinstance(value, str) and (not value.strip() or "\0" in value):
+        raise ValueError("must be the path of a file (not empty, no NUL character)")
+    return value
+
+
+Account = Annotated[str | None, BeforeValidator(_account)]
+EnvName = Annotated[str | None, spelled(r"[A-Za-z_][A-Za-z0-9_]*", "is not an environment variable name: use letters, digits and '_'")]
+FilePath = Annotated[str | None, BeforeValidator(_file_path)]
+
+
 class AuthConfig(Section):
     """``[sources.NAME.auth]``: who sla-bridge is, and where the secret is (never the secret)."""
 
-    email: str | None = None
-    username: str | None = None
-    token_env: str | None = None
-    token_file: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
-    oauth_token_env: str | None = None
-    oauth_token_file: str | None = None
+    email: Account = None
+    username: Account = None
+    token_env: EnvName = None
+    token_file: FilePath = None
+    password_env: EnvName = None
+    password_file: FilePath = None
+    oauth_token_env: EnvName = None
+    oauth_token_file: FilePath = None
     # Inline secrets are declared only to refuse them with a message naming the right keys.
     token: _refuse_inline("token") = None  # type: ignore[valid-type]
     api_token: _refuse_inline("token") = None  # type: ignore[valid-type]
@@ -173,25 +191,49 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# The vendors' exports count time from the Unix epoch; none holds a ticket from before it.
+EARLIEST_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def _start(value: Any) -> Any:
-    """Where the first pull begins: a date or an instant with an offset."""
+    """Where the first pull begins: a date or an instant with an offset, from 1970 up to now.
+
+    The first pull saves it as the source's history start, which every later run reads back, so
+    a value outside that span would break every run after the config is fixed.
+    """
     if isinstance(value, datetime):
-        if value.tzinfo is None:
+        if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"{value.isoformat()} has no time zone: add one, e.g. 2026-01-01T00:00:00Z")
+        _within_history(value, value.isoformat())
         return value
     if isinstance(value, date):
+        _within_history(datetime.combine(value, time(), tzinfo=timezone.utc), value.isoformat())
         return value
     if isinstance(value, str):
         try:
-            return date.fromisoformat(value)
+            day = date.fromisoformat(value)
         except ValueError:
             pass
+        else:
+            return _start(day)
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise ValueError(f"{value!r} is not a date or an instant: write \"2026-01-01\" or \"2026-01-01T00:00:00Z\"") from None
         return _start(parsed)
     raise ValueError(f"expected a date such as 2026-01-01, got {value!r}")
+
+
+def _within_history(moment: datetime, written: str) -> None:
+    # Measured from the epoch on the wall clock minus the offset: converting a moment such as
+    # 0001-01-01T00:00:00+01:00 to UTC would overflow.
+    offset = moment.utcoffset()
+    assert offset is not None
+    since_epoch = moment.replace(tzinfo=None) - EARLIEST_START.replace(tzinfo=None) - offset
+    if since_epoch.total_seconds() < 0:
+        raise ValueError(f"{written} is before 1970-01-01, where the helpdesks' exports begin: write e.g. \"2026-01-01\"")
+    if since_epoch > datetime.now(timezone.utc) - EARLIEST_START:
+        raise ValueError(f"{written} is in the future: the history to pull must start before now, e.g. \"2026-01-01\"")
 
 
 class SourceConfig(Section):

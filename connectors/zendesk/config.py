@@ -9,10 +9,14 @@ from bridge.framework.source import FieldRole, SourceConfig, WritebackConfig, sp
 __all__ = ["ZendeskSourceConfig", "ZendeskWriteback"]
 
 # A built-in ticket attribute ("organization", "group", "type", "priority", ...) or a custom
-# field by its numeric id (https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_fields/).
-_FIELD = spelled(r"[a-z][a-z_]*|custom_field:\d+",
+# field by its id (https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_fields/).
+# Ids are positive 64-bit integers, written in ASCII digits without a leading zero: anything else
+# ("custom_field:abc", "custom_field:٣", "custom_field:007") names no field Zendesk has, and the
+# connector sends the id as a JSON integer.
+_ID = r"custom_field:[1-9][0-9]{0,17}"
+_FIELD = spelled(rf"[a-z][a-z_]*|{_ID}",
                  'is not a field: use a built-in field name such as "organization" or "custom_field:ID"')
-_CUSTOM_FIELD = spelled(r"custom_field:\d+",
+_CUSTOM_FIELD = spelled(_ID,
                         'is not a custom field: write "custom_field:ID" (the ID from `sla-bridge fields SOURCE`)')
 
 
