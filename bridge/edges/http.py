@@ -156,9 +156,7 @@ def build_client(
         if ca_bundle is not None:
             verify = ssl.create_default_context()
             verify.load_verify_locations(cafile=str(ca_bundle))
-        # TODO(issue 9): read http.deadline directly once bridge.config.HttpConfig has it
-        deadline = float(getattr(http, "deadline", DEFAULT_DEADLINE))
-        transport = DeadlineTransport(deadline=deadline, verify=verify, proxy=_environment_proxy(base_url))
+        transport = DeadlineTransport(deadline=float(http.deadline), verify=verify, proxy=_environment_proxy(base_url))
     return httpx.Client(
         base_url=base_url,
         auth=auth,
@@ -354,7 +352,7 @@ class DeadlineTransport(httpx.BaseTransport):
     takes no backend.
     """
 
-    def __init__(self, *, deadline: float, verify: ssl.SSLContext | bool = True, proxy: httpx.Proxy | None = None) -> None:
+    def __init__(self, *, deadline: float = DEFAULT_DEADLINE, verify: ssl.SSLContext | bool = True, proxy: httpx.Proxy | None = None) -> None:
         self.deadline = deadline
         context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
         backend = _DeadlineBackend()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from bridge.config import Config
-from bridge.edges.http import DEFAULT_MAX_BODY_MB, RetryPolicy, SourceClient, build_client
+from bridge.edges.http import RetryPolicy, SourceClient, build_client
 from bridge.framework.contract import Connector
 from bridge.framework.registry import connector_class
 
@@ -37,8 +37,7 @@ def open_connector(
         client,
         policy or RetryPolicy.from_config(config.http),
         max_pages=config.http.max_pages,
-        # TODO(issue 9): config.http.max_body_mb once bridge.config.HttpConfig has it
-        max_body_mb=getattr(config.http, "max_body_mb", DEFAULT_MAX_BODY_MB),
+        max_body_mb=config.http.max_body_mb,
         run_deadline=run_deadline,
     )
     return cls(name, source, http)

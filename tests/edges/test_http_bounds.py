@@ -47,7 +47,7 @@ def clock() -> Clock:
 
 def make_client(clock: Clock, *, max_body_mb: int = 64, run_deadline: float | None = None, **options: object) -> SourceClient:
     policy = RetryPolicy(sleep=clock.sleep, clock=lambda: NOW, monotonic=clock.monotonic)
-    return SourceClient("zd", build_client(ZD_URL, http=HttpConfig()), policy, max_body_mb=max_body_mb, run_deadline=run_deadline, **options)  # type: ignore[arg-type]
+    return SourceClient("zd", build_client(ZD_URL, http=HttpConfig()), policy, max_body_mb=max_body_mb, run_deadline=run_deadline, **options)
 
 
 class Body(httpx.SyncByteStream):

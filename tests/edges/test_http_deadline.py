@@ -105,7 +105,7 @@ def trickle(request: pytest.FixtureRequest) -> Iterator[TrickleServer]:
 
 def source_for(server: TrickleServer, settings: Settings, **options: object) -> SourceClient:
     policy = RetryPolicy(max_attempts=settings.max_attempts, sleep=Sleeps())
-    return SourceClient("slow", build_client(server.url, http=settings), policy, **options)  # type: ignore[arg-type]
+    return SourceClient("slow", build_client(server.url, http=settings), policy, **options)
 
 
 def test_a_trickling_server_cannot_outlast_the_request_deadline(trickle):
@@ -123,7 +123,7 @@ def test_a_spent_deadline_is_retried_like_any_timeout(trickle):
         source.get("/api/v2/tickets.json")
     assert source.requests_made == 2
     assert len(trickle.trickled) == 2 and max(trickle.trickled) < FEW_BYTES
-    assert len(source.policy.sleep) == 1  # type: ignore[arg-type]
+    assert len(source.policy.sleep) == 1
 
 
 def test_a_write_whose_deadline_passed_is_not_sent_again(trickle):
