@@ -63,6 +63,7 @@ EVALUATION_TOLERANCE = timedelta(minutes=10)
 # How recent the point the source's history is complete to must be for notes to be planned:
 # older, a note posted since (by another store, or before a restored backup) may be missed.
 NOTES_FRESHNESS = timedelta(minutes=15)
+PUSHES_KEPT = 50  # pushes remembered until the pulled data covers them (runs more often than the export lag)
 
 
 class Push:
@@ -76,6 +77,7 @@ class Push:
         self.at = datetime.now(timezone.utc)  # the instant refusals' back-off is counted from: see run()
         self.hold_notes = False
         self.items_sent = self.items_refused = 0
+        self.settled_run: int | None = None  # the latest run whose writes the pulled data covers
 
     def run(self, *, dry_run: bool = False) -> list[WritebackPlan]:
         """Push (or, dry, only plan) everything that differs; the plans when dry."""
@@ -94,6 +96,7 @@ class Push:
         try:
             if not dry_run:
                 self.recover()
+                self._settle_pushes()
             for chunk in self.plans(dry_run=dry_run):
                 if dry_run:
                     planned.extend(plan for plan, _ in chunk)
@@ -102,6 +105,8 @@ class Push:
             finished = True
         finally:
             if not dry_run:
+                if self.items_sent:
+                    self._record_push()
                 self._conclude(finished=finished)
         return planned
 
@@ -131,12 +136,20 @@ class Push:
                 f"source {self.source!r}: the store does not say which instant its clocks were evaluated for; run "
                 "`sla-bridge evaluate` (or `sync`) first. Nothing was written")
             return False
-        if abs(evaluated - self.at) > EVALUATION_TOLERANCE:
+        if abs(evaluated - self.at) <= EVALUATION_TOLERANCE:
+            return True
+        complete = self._mark_instant(f"complete_to:{self.source}")
+        if complete is not None and evaluated >= complete and evaluated < self.at:
+            # The evaluation stopped where the data does (bridge.pipeline.evaluate): the store is stale.
+            self.stats.problem(
+                f"source {self.source!r}: clocks evaluated for {to_iso(evaluated)}, as far as the store has this source's data "
+                f"(a restored or long-unpulled store); the helpdesk's clock says {to_iso(self.at)}: push writes only the present "
+                "state. Run `sla-bridge pull` (or `sync`) first. Nothing was written")
+        else:
             self.stats.problem(
                 f"source {self.source!r}: clocks evaluated for {to_iso(evaluated)}, the helpdesk's clock says {to_iso(self.at)}: "
                 "push writes only the present state; run evaluate without --now, or use --dry-run. Nothing was written")
-            return False
-        return True
+        return False
 
     def _history_fresh(self) -> bool:
         complete = self._mark_instant(f"complete_to:{self.source}")
@@ -197,21 +210,62 @@ class Push:
     def _notice_not_kept(self, ticket: Ticket, rows: list[dict[str, Any]], pulled_run: int | None,
                          pulled_at: str | None) -> list[dict[str, Any]]:
         """The journal rows of ``ticket``, with a status value the source accepted and then did not
-        keep turned into a refusal (reported, retried after a back-off or a config change)."""
+        keep turned into a refusal (reported, retried after a back-off or a config change).
+
+        Kept or not shows in two ways: the ticket was read again after the push and shows the
+        field empty; or it was not read again although the source's data is complete past that
+        push (:meth:`_settled_run`), so the write changed nothing, yet the value as read before it
+        is not the one sent (a drop-down drops a value without an option, and changes nothing).
+        """
         field_id = self.settings.status_field
         assert field_id is not None
         item = field_item(field_id)
         checked = []
         for row in rows:
-            if (row["item"] == item and row["state"] == "sent" and row["value"] is not None and row["run_id"] is not None
-                    and pulled_run is not None and pulled_run > row["run_id"]
-                    # the ticket row itself was read after the push (not just touched by new history)
-                    and pulled_at is not None and row["updated_at"] is not None and pulled_at > row["updated_at"]):
+            if row["item"] == item and row["state"] == "sent" and row["value"] is not None and row["run_id"] is not None:
+                # the ticket row itself was read after the push (not just touched by new history)?
+                read_after = (pulled_run is not None and pulled_run > row["run_id"] and pulled_at is not None
+                              and row["updated_at"] is not None and pulled_at > row["updated_at"])
                 known, value = self.connector.field_value(ticket, field_id)
-                if known and value in (None, ""):
+                emptied = read_after and value in (None, "")
+                unchanged = (not read_after and self.settled_run is not None and row["run_id"] <= self.settled_run
+                             and value != json.loads(row["value"]))
+                if known and (emptied or unchanged):
                     row = self._not_kept(ticket, row)
             checked.append(row)
         return checked
+
+    def _settle_pushes(self) -> None:
+        """Which past pushes the source's data now covers: their writes would show in what was pulled.
+
+        ``pushes:<source>`` lists (run, helpdesk instant at the end of its push) for runs that
+        wrote; a run is settled once ``complete_to:<source>`` passes its instant, and the highest
+        settled run is kept as ``settled_push:<source>`` (every earlier run's writes came before).
+        """
+        settled = self.store.mark(f"settled_push:{self.source}")
+        self.settled_run = int(settled) if settled and settled.isdigit() else None
+        complete = self._mark_instant(f"complete_to:{self.source}")
+        pushes = self._pushes()
+        if complete is None or not pushes:
+            return
+        covered = [run for run, at in pushes if from_iso(at) <= complete]
+        if covered:
+            self.settled_run = max([*covered, self.settled_run or 0])
+            with self.store.atomic():
+                self.store.set_mark(f"settled_push:{self.source}", str(self.settled_run))
+                self.store.set_mark(f"pushes:{self.source}", json.dumps([[run, at] for run, at in pushes if run > self.settled_run]))
+
+    def _pushes(self) -> list[tuple[int, str]]:
+        try:
+            return [(int(run), str(at)) for run, at in json.loads(self.store.mark(f"pushes:{self.source}") or "[]")]
+        except (ValueError, TypeError):
+            return []
+
+    def _record_push(self) -> None:
+        """This run wrote: remember until when (the helpdesk's clock), to know when its writes show."""
+        clock = self.connector.http.server_time() or datetime.now(timezone.utc)
+        pushes = [*self._pushes(), (self.run_id, to_iso(max(clock, self.at)))][-PUSHES_KEPT:]
+        self.store.set_mark(f"pushes:{self.source}", json.dumps([[run, at] for run, at in pushes]))
 
     def _not_kept(self, ticket: Ticket, row: dict[str, Any]) -> dict[str, Any]:
         sent, item, count = json.loads(row["value"]), row["item"], int(row.get("refusals") or 0)
