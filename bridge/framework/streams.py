@@ -13,9 +13,12 @@ saved cursor, where the records are in a response and how to normalise one); the
   record, and the page goes on; a page whose records cannot even be found is quarantined whole;
 - a cursor that would stand beyond ``now`` (plus :data:`CLOCK_SKEW`) is refused: the page is not
   kept, the old cursor stays, and the source stops;
+- a body that is not a JSON object, where the records are found by a path in one, is not a page
+  of this API (a login page's JSON, an array): the source stops, and nothing of it is kept;
 - it yields each page with the cursor that resumes after it, for the store to commit together,
-  and tells ``requested`` the source's clock when that page was asked for: a walk that reached
-  its end is complete up to the clock of its last request (less the connector's ``export_lag``).
+  and keeps in a :class:`Walk` the source's clock when the page was asked for: a walk that
+  reached its end is complete up to the clock of its last request (less the connector's
+  ``export_lag``).
 
 :func:`paginate` is the same loop for a connector's own look-ups (a list of agents, a ticket's
 comments), so no connector writes a paging loop of its own.
@@ -45,6 +48,7 @@ __all__ = [
     "Record",
     "Resume",
     "Stream",
+    "Walk",
     "epoch_seconds",
     "paginate",
     "read_stream",
@@ -258,6 +262,16 @@ def _normalise_page(stream: Stream, source: str, request: Request, data: Any, li
     return page, found, trusted
 
 
+@dataclass(slots=True)
+class Walk:
+    """What one walk of a stream saw besides its records, for how far its data is complete.
+
+    ``asked_at``: the source's clock when the latest page was asked for (None before the first).
+    """
+
+    asked_at: datetime | None = None
+
+
 def _send(http: SourceClient, request: Request) -> tuple[httpx.Response, Any]:
     return http.fetch(request.method, request.url, params=dict(request.params) or None, json=request.json)
 
@@ -275,13 +289,14 @@ def _sent_and_asked_at(http: SourceClient, request: Request) -> tuple[httpx.Resp
 
 
 def read_stream(stream: Stream, http: SourceClient, *, cursor: str | None, horizon: datetime,
-                now: datetime, requested: Callable[[datetime], object] | None = None) -> Iterator[Page]:
+                now: datetime, walk: Walk | None = None) -> Iterator[Page]:
     """The pages of one walk of ``stream``, each with the cursor that resumes after it.
 
     ``now`` is the instant being evaluated (``--now`` may put it in the past); what a cursor or a
     record may not pass is the later of it and this machine's clock, plus :data:`CLOCK_SKEW`.
-    ``requested`` hears the source's clock when each page was asked for, before the page is yielded.
+    ``walk``, when given, is kept up to date before each page is yielded.
     """
+    walk = walk if walk is not None else Walk()
     source = http.source
     try:
         paginator = stream.paginator()
@@ -299,9 +314,10 @@ def read_stream(stream: Stream, http: SourceClient, *, cursor: str | None, horiz
                     "http.max_pages; if the count never settles, the API is paging without end",
                     source=source,
                 )
-            response, data, asked_at = _sent_and_asked_at(http, request)
-            if requested is not None:
-                requested(asked_at)
+            response, data, walk.asked_at = _sent_and_asked_at(http, request)
+            if isinstance(stream.records, str) and not isinstance(data, Mapping):
+                raise PaginationError(f"the answer to {_describe(request)[:200]} is a JSON {_json_kind(data)}, not an object: "
+                                      "not a page of this API; nothing of it was kept")
             limit = max(now, http.policy.clock()) + CLOCK_SKEW
             page, raw_records, trusted = _normalise_page(stream, source, request, data, limit)
             if raw_records is None and paginator.counts_records:
@@ -327,6 +343,11 @@ def read_stream(stream: Stream, http: SourceClient, *, cursor: str | None, horiz
             raise
         hint = f" ({stream.on_repeat})" if stream.on_repeat and isinstance(error, RepeatedContinuation) else ""
         raise PaginationError(f"stream {stream.name!r}: {error.detail}{hint}", source=source) from None
+
+
+def _json_kind(data: Any) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return kinds.get(type(data), type(data).__name__)
 
 
 def _check_cursor(stream: Stream, cursor: str | None, previous: str | None, horizon: datetime, limit: datetime,

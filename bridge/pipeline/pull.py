@@ -27,8 +27,8 @@ from datetime import date, datetime, time, timedelta, timezone
 from bridge.edges.store import Store
 from bridge.framework.contract import Connector
 from bridge.framework.roster import AgentRoster, Span
-from bridge.framework.streams import Stream, read_stream
-from bridge.model import from_iso, to_iso
+from bridge.framework.streams import Stream, Walk, read_stream
+from bridge.model import Page, from_iso, to_iso
 from bridge.pipeline.faults import crash_point
 from bridge.pipeline.report import SourceStats
 
@@ -71,17 +71,20 @@ def _stream_points(store: Store, source: str, streams: Sequence[Stream]) -> dict
     return {stream: from_iso(text) if text else None for stream, text in saved.items()}
 
 
-def _point_after(stream: Stream, page_cursor: str | None, done: bool, asked_at: datetime, lag: timedelta) -> datetime | None:
-    """How far a stream is complete after a committed page, as far as this page tells.
+def _point_after(stream: Stream, page: Page, walk: Walk, lag: timedelta) -> datetime | None:
+    """How far a stream is complete after a committed page, as far as this walk tells.
 
-    At the end: up to when the page was asked for, less the lag. Before it, where the cursor is a
-    time: up to that time (and never past the ask less the lag: records that recent may not be in
-    the source's export yet). Otherwise the page says nothing."""
-    bound = asked_at - lag
-    if done:
+    At the end of the walk: up to when the last page was asked for, less the lag. Before it, where
+    the cursor is a time: up to that time (never past the ask less the lag: records that recent
+    may not be in the source's export yet). A page kept whole in quarantine counts as read: it is
+    reported, and kept for the next run to read again."""
+    if walk.asked_at is None:
+        return None
+    bound = walk.asked_at - lag
+    if page.done:
         return bound
     try:
-        at_cursor = stream.resume.instant(page_cursor) if page_cursor else None
+        at_cursor = stream.resume.instant(page.cursor) if page.cursor else None
     except (TypeError, ValueError, OverflowError, OSError):
         return None  # the stream checked its cursors; one that is not a time says nothing here
     return None if at_cursor is None else min(at_cursor.astimezone(timezone.utc), bound)
@@ -112,10 +115,9 @@ def pull_source(store: Store, connector: Connector, *, now: datetime, stats: Sou
         points = _stream_points(store, name, streams)
         _save_complete(store, name, horizon, points)
         for stream in streams:
-            asked: list[datetime] = []
-            for page in read_stream(stream, connector.http, cursor=cursors.get(stream.name), horizon=horizon, now=now,
-                                    requested=asked.append):
-                point = _point_after(stream, page.cursor, page.done, asked[-1], connector.export_lag) if asked else None
+            walk = Walk()
+            for page in read_stream(stream, connector.http, cursor=cursors.get(stream.name), horizon=horizon, now=now, walk=walk):
+                point = _point_after(stream, page, walk, connector.export_lag)
                 previous = points[stream.name]
                 with store.atomic():
                     counts = store.save_page(name, page)

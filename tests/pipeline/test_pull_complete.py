@@ -19,8 +19,9 @@ import respx
 from bridge.config import load_config
 from bridge.edges.http import RetryPolicy, SourceClient
 from bridge.edges.store import Store
+from bridge.errors import PaginationError
 from bridge.framework.paginators import CursorPaginator, Request
-from bridge.framework.streams import FromToken, Stream, read_stream
+from bridge.framework.streams import FromToken, Stream, Walk, read_stream
 from bridge.model import from_iso
 from bridge.pipeline.demo import source_table
 from bridge.pipeline.report import RunReport
@@ -42,8 +43,10 @@ class World:
         self.box = ZendeskSandbox(tickets, seed=11, anchor=ANCHOR, clock=lambda: self.clock, export_limit_per_minute=100_000,
                                   account_limit_per_minute=100_000)
         self.config_path = folder / "sla-bridge.toml"
+        source = self.box.source_config("https://sandbox.zendesk.com", "ZD_TOKEN")
+        source["writeback"] = {"enabled": True}  # notes and tags: what these tests watch
         self.config_path.write_text(f'[store]\npath = "store.db"\n[http]\nmax_attempts = 2\nmax_pages = {max_pages}\n' + POLICY
-                                    + source_table("zd", self.box.source_config("https://sandbox.zendesk.com", "ZD_TOKEN")))
+                                    + source_table("zd", source))
         self.store_path = folder / "store.db"
 
     def sync(self, at: datetime) -> RunReport:
@@ -94,11 +97,11 @@ def test_a_reply_inside_the_minute_the_export_leaves_out_never_gets_a_breach_not
     # Ten seconds past the due instant the export does not show the answer yet (its last minute).
     report = world.sync(due + timedelta(seconds=10))
     assert report.exit_code == 0
+    assert world.notes(number, "next_response") == notes_before
+    assert world.clock_state(number, "next_response") == "running"
     complete = world.mark("complete_to:zd")
     assert complete is not None and due - timedelta(seconds=52) <= complete <= due - timedelta(seconds=50)
     assert world.mark("evaluated_at:zd") == complete
-    assert world.clock_state(number, "next_response") == "running"
-    assert world.notes(number, "next_response") == notes_before
 
     # Once the export shows it: met, and no note was ever posted.
     assert world.sync(due + timedelta(minutes=5)).exit_code == 0
@@ -158,16 +161,28 @@ def test_a_page_is_asked_for_at_the_source_clock_when_it_sends_one():
     helpdesk = datetime(2026, 11, 1, 12, 0, 30, tzinfo=timezone.utc)
     respx.get(f"{BASE}/api/items").mock(return_value=httpx.Response(
         200, json={"items": [], "done": True, "next": "x"}, headers={"Date": "Sun, 01 Nov 2026 12:00:30 GMT"}))
-    asked: list[datetime] = []
+    walk = Walk()
     list(read_stream(stream(), client(ANCHOR + timedelta(hours=3)), cursor=None, horizon=ANCHOR - timedelta(days=1), now=ANCHOR,
-                     requested=asked.append))
-    assert len(asked) == 1 and helpdesk - timedelta(seconds=2) <= asked[0] <= helpdesk
+                     walk=walk))
+    assert walk.asked_at is not None and helpdesk - timedelta(seconds=2) <= walk.asked_at <= helpdesk
 
 
 @respx.mock
 def test_without_a_date_header_a_page_is_asked_for_at_this_machines_clock():
     respx.get(f"{BASE}/api/items").mock(return_value=httpx.Response(200, json={"items": [], "done": True, "next": "x"}))
-    asked: list[datetime] = []
+    walk = Walk()
     machine = ANCHOR + timedelta(minutes=7)
-    list(read_stream(stream(), client(machine), cursor=None, horizon=ANCHOR - timedelta(days=1), now=ANCHOR, requested=asked.append))
-    assert asked == [machine]
+    list(read_stream(stream(), client(machine), cursor=None, horizon=ANCHOR - timedelta(days=1), now=ANCHOR, walk=walk))
+    assert walk == Walk(asked_at=machine)
+
+
+# -- a body that is not a page: not an end either ---------------------------------------------
+
+
+@respx.mock
+def test_a_body_that_is_not_an_object_stops_the_source():
+    """A JSON array where the page's object should be had no records and no continuation: it
+    ended the walk as if the export were done (exit 0, and complete to now)."""
+    respx.get(f"{BASE}/api/items").mock(return_value=httpx.Response(200, json=[{"id": 1}]))
+    with pytest.raises(PaginationError, match=r"stream 'items': the answer to /api/items\?since=\d+ is a JSON array, not an object"):
+        list(read_stream(stream(), client(ANCHOR), cursor=None, horizon=ANCHOR - timedelta(days=1), now=ANCHOR))
