@@ -41,7 +41,6 @@ __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "PHASE
 
 log = logging.getLogger("sla_bridge.run")
 EXIT_OK, EXIT_FAILURE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 3, 130
-DEFAULT_MAX_RUN = 3000  # seconds: http.max_run's default, for a config from before the key
 PHASES = ("pull", "evaluate", "push")
 Progress = Callable[[str, int], None]
 
@@ -155,9 +154,7 @@ def run_pipeline(
     progress: Progress | None = None,
 ) -> RunReport:
     """Lock the store, run ``phases`` over ``sources`` (default: all), record the run."""
-    require_sources = getattr(config, "require_sources", None)  # TODO(issue 9): call it once bridge.config has it
-    if require_sources is not None:
-        require_sources()  # an empty config must not create a store and report success
+    config.require_sources()  # an empty config must not create a store and report success
     names = list(sources) or sorted(config.sources)
     unknown = [name for name in names if name not in config.sources]
     if unknown:
@@ -166,8 +163,7 @@ def run_pipeline(
     if "pull" in phases or "push" in phases:
         config.require_secrets(names)
     began = time.monotonic()
-    # TODO(issue 9): config.http.max_run once bridge.config.HttpConfig has it
-    run_deadline = began + getattr(config.http, "max_run", DEFAULT_MAX_RUN)
+    run_deadline = began + config.http.max_run  # every source stops cleanly past it (RunBoundReached)
     label = command + (" --dry-run" if dry_run else "")
     with RunLock(store_path, command), Store.open(store_path) as store:
         reaped = store.reap_dead_runs()
