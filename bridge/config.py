@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -51,7 +52,7 @@ from pydantic_settings import (
 from bridge.edges.credentials import Secret, read_secret
 from bridge.edges.http import DEFAULT_MAX_PAGES
 from bridge.engine.calendar import Calendar
-from bridge.engine.durations import format_duration
+from bridge.engine.durations import format_duration, parse_duration
 from bridge.engine.hours import BUILTIN_CALENDARS
 from bridge.engine.terms import (
     NAME_PATTERN,
@@ -87,6 +88,7 @@ SourceName = Annotated[str, Field(pattern=_NAME)]
 Count = Annotated[int, Field(strict=True)]  # a whole number as TOML writes one (not "5", not true)
 
 MINUTE, HOUR, DAY = 60, 3600, 86_400
+DEFAULT_DEADLINE = 2 * MINUTE
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config is a few kilobytes; more is the wrong file
 MAX_DEPTH = 24  # the deepest key of the schema is 7 levels down (policies[0].credits.availability.match.type[0])
 MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024
@@ -120,7 +122,7 @@ class HttpConfig(Section):
 
     timeout: Annotated[int, duration_within(HOUR)] = 30
     # The overall bound on one request, a trickled header or body included.
-    deadline: Annotated[int, duration_within(HOUR)] = 120
+    deadline: Annotated[int, duration_within(HOUR)] = DEFAULT_DEADLINE
     max_attempts: Annotated[Count, Field(ge=1, le=20)] = 5
     max_wait: Annotated[int, duration_within(DAY)] = 120
     max_pages: Annotated[Count, Field(ge=1, le=10_000_000)] = DEFAULT_MAX_PAGES
@@ -128,6 +130,16 @@ class HttpConfig(Section):
     max_run: Annotated[int, duration_within(7 * DAY, at_least=MINUTE)] = 50 * MINUTE
     max_body_mb: Annotated[Count, Field(ge=1, le=2048)] = 64
     ca_bundle: PathText | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deadline_follows_a_long_timeout(cls, data: Any) -> Any:
+        """Left unset, the deadline is at least the timeout: raising only ``timeout`` must not be an error."""
+        if isinstance(data, dict) and "deadline" not in data and "timeout" in data:
+            with contextlib.suppress(ValueError):
+                if parse_duration(data["timeout"]) > DEFAULT_DEADLINE:
+                    return {**data, "deadline": data["timeout"]}
+        return data
 
     @field_validator("deadline")
     @classmethod
@@ -351,6 +363,7 @@ def load_config(
     except RecursionError:
         raise ConfigError(f"environment: a value of an {ENV_PREFIX}* variable is nested too deeply", file=file_label) from None
     sources, problems = _validate_sources(settings.sources)
+    problems += _one_writer_per_helpdesk(sources)
     problems += _cross_check(settings)
     config = Config(settings=settings, path=resolved.resolve() if resolved else None, sources=sources)
     problems += _check_files(config)
@@ -430,7 +443,7 @@ def _store_path_problem(path: Path) -> str | None:
             return f"{path} is a folder; name the store's file in it, e.g. {path / 'sla-bridge.db'}"
         if not stat.S_ISREG(mode):
             return f"{path} is not a regular file (a device, FIFO or socket); name a file for the store, e.g. sla-bridge.db"
-        return None
+        return _not_sqlite(path)
     for parent in path.parents:
         try:
             parent_mode = parent.stat().st_mode
@@ -441,6 +454,23 @@ def _store_path_problem(path: Path) -> str | None:
         if not stat.S_ISDIR(parent_mode):
             return f"{parent} is not a folder, so {path} cannot be created"
         return None
+    return None
+
+
+_SQLITE_HEADER = b"SQLite format 3\0"
+
+
+def _not_sqlite(path: Path) -> str | None:
+    """An existing file that is not an SQLite database is another file named by mistake (the
+    config itself, a log): the store must not be pointed at it, let alone advise moving it aside."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(_SQLITE_HEADER))
+    except OSError:
+        return None  # the store says what is wrong with a file it cannot open
+    if head and head != _SQLITE_HEADER:
+        return (f"{path} exists and is not an SQLite database, so it is not a store; "
+                "is this the right file? (a new store is created where no file is)")
     return None
 
 
@@ -615,6 +645,26 @@ def _with_environment(tables: dict[str, Any]) -> dict[str, Any]:
             node = child
         node[path[-1]] = value
     return merged
+
+
+def _one_writer_per_helpdesk(sources: typing.Mapping[str, SourceConfig]) -> list[str]:
+    """Two sources writing back to one helpdesk would each post their own note per breach (the
+    marker names the source) and set each other's tags back and forth."""
+    writers: dict[tuple[str, str], str] = {}
+    problems: list[str] = []
+    for name, source in sources.items():
+        if not source.writeback.enabled:
+            continue
+        parts = urlsplit(source.url)
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+        origin = (source.system, f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}{parts.path.rstrip('/')}")
+        first = writers.setdefault(origin, name)
+        if first != name:
+            problems.append(
+                f"sources.{name}.writeback.enabled: sources.{first} writes back to the same helpdesk ({source.url}); "
+                "each would post its own notes and set its own tags on the same tickets: enable write-back on one of them"
+            )
+    return problems
 
 
 def _fit_writeback(name: str, source: SourceConfig, cls: type[Connector]) -> tuple[SourceConfig, list[str]]:

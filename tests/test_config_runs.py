@@ -387,3 +387,50 @@ def test_a_long_value_is_quoted_short(write_config, run):
     path = write_config(SOURCE + f'[http]\ntimeout = "{"x" * 5000}"\n')
     problems = refused(run, path)
     assert len(problems.splitlines()[0]) < 300, problems
+
+
+def test_a_deadline_left_unset_follows_a_longer_timeout(write_config, run):
+    assert load_config(write_config(SOURCE + '[http]\ntimeout = "5m"\n')).http.deadline == 300
+    assert load_config(write_config(SOURCE + '[http]\ntimeout = "10s"\n')).http.deadline == 120
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:99999", "sources.zd.url: 'http://127.0.0.1:99999' is not a URL: its port is not a number from 1 to 65535"),
+        ("https://acme.zendesk.com:0", "sources.zd.url: 'https://acme.zendesk.com:0' is not a URL: its port"),
+        ("https://acme .zendesk.com", "sources.zd.url: 'https://acme .zendesk.com' is not a URL: it holds a space or a control character"),
+        ("https://acme.zendesk.com/agent", "sources.zd.url: 'https://acme.zendesk.com/agent': give the account's URL without a path"),
+    ],
+    ids=["port-too-big", "port-zero", "space", "zendesk-path"],
+)
+def test_a_url_no_request_could_use_is_refused(write_config, run, url, expected):
+    path = write_config(SOURCE.replace("http://127.0.0.1:9", url))
+    assert expected in refused(run, path, "sync")
+
+
+def test_a_store_path_naming_a_file_that_is_no_store_is_refused(write_config, run, tmp_path):
+    path = write_config(SOURCE + '[store]\npath = "sla-bridge.toml"\n')
+    result = run("--config", str(path), "sync", env=TOKEN)
+    assert result.exit_code == 2
+    assert f"store.path: {path} exists and is not an SQLite database, so it is not a store" in result.stderr
+    assert path.read_text().startswith("\n[sources.zd]")
+
+
+def test_an_empty_or_real_store_file_is_accepted(write_config, tmp_path):
+    import sqlite3
+
+    (tmp_path / "empty.db").touch()
+    assert load_config(write_config(SOURCE + '[store]\npath = "empty.db"\n')).store_path() == tmp_path / "empty.db"
+    sqlite3.connect(tmp_path / "real.db").execute("CREATE TABLE t (x)").connection.commit()
+    assert load_config(write_config(SOURCE + '[store]\npath = "real.db"\n')).store_path() == tmp_path / "real.db"
+
+
+def test_two_sources_may_not_both_write_back_to_one_helpdesk(write_config, run):
+    one = SOURCE + "writeback = { enabled = true }\n"
+    two = one.replace("[sources.zd]", "[sources.zd-again]").replace("http://127.0.0.1:9", "http://127.0.0.1:9/")
+    path = write_config(one + two)
+    assert ("sources.zd-again.writeback.enabled: sources.zd writes back to the same helpdesk (http://127.0.0.1:9); each "
+            "would post its own notes and set its own tags on the same tickets") in refused(run, path, "sync")
+    reading = write_config(one + two.replace("enabled = true", "enabled = false"))
+    assert sorted(load_config(reading).sources) == ["zd", "zd-again"]

@@ -164,7 +164,15 @@ class WritebackConfig(Section):
 def _url(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError(f"expected a URL string, got {value!r}")
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError(f"{value!r} is not a URL: it holds a space or a control character")
     parts = urlsplit(value)
+    try:
+        port = parts.port  # urlsplit checks the port only when asked
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"{value!r} is not a URL: its port is not a number from 1 to 65535")
     if parts.username or parts.password:
         raise ValueError(
             "a URL may not carry a user name or password (it would be shown in logs and reports); "

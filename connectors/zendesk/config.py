@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import field_validator
 
 from bridge.framework.source import FieldRole, SourceConfig, WritebackConfig, spelled
 
@@ -28,3 +31,11 @@ class ZendeskSourceConfig(SourceConfig):
     system: Literal["zendesk"] = "zendesk"
     fields: dict[FieldRole, Annotated[str, _FIELD]] = {}
     writeback: ZendeskWriteback = ZendeskWriteback()
+
+    @field_validator("url")
+    @classmethod
+    def _account_url(cls, url: str) -> str:
+        # The API is at /api/v2 of the account's own URL: a path in front of it is a 404 on every request.
+        if urlsplit(url).path.strip("/"):
+            raise ValueError(f"{url!r}: give the account's URL without a path, e.g. \"https://SUBDOMAIN.zendesk.com\"")
+        return url
