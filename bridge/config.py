@@ -137,7 +137,7 @@ class HttpConfig(Section):
         """Left unset, the deadline is at least the timeout: raising only ``timeout`` must not be an error."""
         if isinstance(data, dict) and "deadline" not in data and "timeout" in data:
             with contextlib.suppress(ValueError):
-                if parse_duration(data["timeout"]) > DEFAULT_DEADLINE:
+                if DEFAULT_DEADLINE < parse_duration(data["timeout"]) <= HOUR:  # else the timeout's own error says it
                     return {**data, "deadline": data["timeout"]}
         return data
 

@@ -392,6 +392,7 @@ def test_a_long_value_is_quoted_short(write_config, run):
 def test_a_deadline_left_unset_follows_a_longer_timeout(write_config, run):
     assert load_config(write_config(SOURCE + '[http]\ntimeout = "5m"\n')).http.deadline == 300
     assert load_config(write_config(SOURCE + '[http]\ntimeout = "10s"\n')).http.deadline == 120
+    assert refused(run, write_config(SOURCE + '[http]\ntimeout = "2h"\n')).count("\n") == 0  # one problem, the timeout's
 
 
 @pytest.mark.parametrize(
