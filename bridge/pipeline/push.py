@@ -83,6 +83,8 @@ class Push:
         """Push (or, dry, only plan) everything that differs; the plans when dry."""
         if not self.settings.enabled:
             return []
+        if next(self.store.clocked_ticket_id_chunks(self.source, 1), None) is None and not self.store.intents(self.source):
+            return []  # no clock, no open intent: nothing this push could write
         evaluated = self._mark_instant(f"evaluated_at:{self.source}")
         if dry_run:
             self.at = evaluated or datetime.now(timezone.utc)  # a dry run plans for the instant evaluated
@@ -143,8 +145,9 @@ class Push:
             # The evaluation stopped where the data does (bridge.pipeline.evaluate): the store is stale.
             self.stats.problem(
                 f"source {self.source!r}: clocks evaluated for {to_iso(evaluated)}, as far as the store has this source's data "
-                f"(a restored or long-unpulled store); the helpdesk's clock says {to_iso(self.at)}: push writes only the present "
-                "state. Run `sla-bridge pull` (or `sync`) first. Nothing was written")
+                f"complete (a stream that has not reached its end yet, or a store restored or not pulled for a while); the "
+                f"helpdesk's clock says {to_iso(self.at)}: push writes only the present state. Run `sla-bridge pull` (or `sync`) "
+                "first. Nothing was written")
         else:
             self.stats.problem(
                 f"source {self.source!r}: clocks evaluated for {to_iso(evaluated)}, the helpdesk's clock says {to_iso(self.at)}: "
