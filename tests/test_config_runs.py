@@ -319,6 +319,12 @@ def test_overlapping_or_repeated_hours_are_refused_naming_the_calendar(write_con
     assert expected in refused(run, path)
 
 
+def test_overrides_at_the_ends_of_the_calendar_are_checked_without_overflowing(write_config, run):
+    path = write_config(SOURCE + '[calendars.office]\ntimezone = "UTC"\n'
+                        'overrides = { "9999-12-31" = ["22:00-06:00"], "0001-01-01" = ["09:00-10:00", "09:30-11:00"] }\n')
+    assert "calendars.office.overrides: 0001-01-01: '09:00-10:00' and '09:30-11:00' overlap" in refused(run, path)
+
+
 def test_hours_that_touch_or_follow_a_holiday_are_fine(write_config):
     path = write_config(SOURCE + '[calendars.office]\ntimezone = "UTC"\n'
                         'hours = { mon = ["09:00-12:00", "12:00-17:00"], tue = ["22:00-06:00"], wed = ["06:00-12:00"] }\n'

@@ -162,11 +162,15 @@ class CalendarConfig(Section):
                 return []
             return week.get(hours.WEEKDAYS[day.weekday()], [])
 
+        one = timedelta(days=1)
         for day, intervals in sorted(by_date.items()):
-            one = timedelta(days=1)
-            before, after = day - one, day + one
-            hours.check_no_overlap(day.isoformat(), intervals, spill=day_hours(before), spill_from=before.isoformat())
-            if after not in by_date:
+            if day > date.min:
+                before = day - one
+                hours.check_no_overlap(day.isoformat(), intervals, spill=day_hours(before), spill_from=before.isoformat())
+            else:
+                hours.check_no_overlap(day.isoformat(), intervals)
+            after = day + one if day < date.max else None
+            if after is not None and after not in by_date:
                 hours.check_no_overlap(after.isoformat(), day_hours(after), spill=intervals, spill_from=day.isoformat())
         return overrides
 
