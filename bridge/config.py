@@ -348,7 +348,7 @@ def load_config(
     if environ:
         problems += _check_environment(data)
     if problems:
-        raise ConfigError(problems, file=file_label)
+        raise ConfigError(_readable(problems), file=file_label)
     try:
         settings = (Settings if environ else _FileOnlySettings)(**data)
     except ValidationError as error:
@@ -357,7 +357,7 @@ def load_config(
         if isinstance(tables, dict) and environ:
             tables = _with_environment(tables)
         found = _validate_sources({k: v for k, v in tables.items() if isinstance(v, dict)})[1] if isinstance(tables, dict) else []
-        raise ConfigError(describe_errors(error) + found, file=file_label) from None
+        raise ConfigError(_readable(describe_errors(error) + found), file=file_label) from None
     except SettingsError as error:
         raise ConfigError(f"environment: {error}", file=file_label) from None
     except RecursionError:
@@ -368,8 +368,13 @@ def load_config(
     config = Config(settings=settings, path=resolved.resolve() if resolved else None, sources=sources)
     problems += _check_files(config)
     if problems:
-        raise ConfigError(problems, file=file_label)
+        raise ConfigError(_readable(problems), file=file_label)
     return config
+
+
+def _readable(problems: list[str], limit: int = 500) -> list[str]:
+    """Each problem short enough to read: a value echoed whole (a 5,000-character name) is cut in the middle."""
+    return [problem if len(problem) <= limit else f"{problem[: limit - 100]} ... {problem[-80:]}" for problem in problems]
 
 
 def _read_toml(path: Path, label: str) -> dict[str, Any]:
@@ -779,13 +784,11 @@ def describe_errors(error: ValidationError, prefix: tuple[Any, ...] = (), *, roo
         elif kind == "literal_error":
             expected = item.get("ctx", {}).get("expected", "")
             what = "unknown key" if loc and loc[-1] == "[key]" else "value"
-            message = f"{what} {item['input']!r} is not allowed; choose one of {expected}"
+            message = f"{what} {_shown(item['input'])} is not allowed; choose one of {expected}"
         elif kind == "string_pattern_mismatch":
             message = f"{_shown(item['input'])} {_PATTERN_HINTS.get(item['ctx']['pattern'], 'is not in the expected form')}"
         elif kind in {"value_error", "assertion_error"}:
             message = str(item["ctx"]["error"]) if "ctx" in item else item["msg"]
-            if len(message) > 400:  # a value echoed whole: a problem is one readable line
-                message = message[:300] + " ... " + message[-80:]
         elif kind in _NUMBER_KINDS and not _may_hold_secret(loc):
             message = _number_message(kind, item.get("input"), from_text=bool(_env_note(loc)))
         else:

@@ -138,10 +138,11 @@ def parse_timezone(name: object) -> ZoneInfo:
         if name in {"localtime", "local"} or name.startswith(("/", ".")):
             raise ZoneInfoNotFoundError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(name, sorted(_zone_names()), n=1, cutoff=0.6)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long to be a file name
+        close = difflib.get_close_matches(name, sorted(_zone_names()), n=1, cutoff=0.6) if len(name) < 100 else []
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; use an IANA name such as \"Europe/Berlin\""
-        raise ValueError(f"unknown time zone {name!r}{hint}") from None
+        shown = repr(name) if len(name) < 100 else repr(name[:60]) + "..."
+        raise ValueError(f"unknown time zone {shown}{hint}") from None
 
 
 def public_holidays(country: str, subdivision: str | None, years: range) -> dict[date, str]:
