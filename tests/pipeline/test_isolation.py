@@ -27,9 +27,11 @@ class Surprised(ZendeskConnector):
 def test_an_unexpected_error_in_one_source_stops_that_source_only(tmp_path, monkeypatch):
     monkeypatch.setitem(registry._registry, "zendesk", Surprised)
     monkeypatch.setenv("ZD_TOKEN", "sandbox-token")
-    boxes = {name: ZendeskSandbox.for_tests(120, anchor=ANCHOR) for name in ("bad", "good")}
+    # Two helpdesks (two write-back targets may not be one helpdesk), each its own sandbox.
+    boxes = {name: ZendeskSandbox(120, seed=11, anchor=ANCHOR, clock=lambda: ANCHOR, export_limit_per_minute=100_000,
+                                  account_limit_per_minute=100_000, subdomain=name) for name in ("bad", "good")}
     text = '[store]\npath = "store.db"\n' + POLICY + "".join(
-        source_table(name, box.source_config("https://sandbox.zendesk.com", "ZD_TOKEN")) for name, box in boxes.items())
+        source_table(name, box.source_config(box.base_url, "ZD_TOKEN")) for name, box in boxes.items())
     (tmp_path / "c.toml").write_text(text)
     report = run_pipeline(load_config(tmp_path / "c.toml"), "sync", PHASES, store_path=tmp_path / "store.db", now=ANCHOR,
                           transports={name: box.transport() for name, box in boxes.items()})
