@@ -33,7 +33,7 @@ from typing import Any
 
 from bridge.edges.store import Store
 from bridge.engine.durations import format_duration
-from bridge.errors import BadRequest, NotFound
+from bridge.errors import BadRequest, NotFound, SourceError
 from bridge.framework.contract import Connector, WritebackResult
 from bridge.framework.source import WritebackConfig
 from bridge.model import Ticket, WritebackPlan, field_item, from_iso, to_iso
@@ -94,7 +94,6 @@ class Push:
                 return []
         self.hold_notes = bool(self.settings.notes) and not self._history_fresh()
         planned: list[WritebackPlan] = []
-        finished = False
         try:
             if not dry_run:
                 self.recover()
@@ -104,13 +103,18 @@ class Push:
                     planned.extend(plan for plan, _ in chunk)
                 elif chunk:
                     self._push_chunk(chunk)
-            finished = True
-        finally:
+        except SourceError:
             if not dry_run:
-                if self.items_sent:
-                    self._record_push()
-                self._conclude(finished=finished)
+                self._wrap_up(finished=False)  # what was written stays known; the source's error is reported
+            raise
+        if not dry_run:
+            self._wrap_up(finished=True)
         return planned
+
+    def _wrap_up(self, *, finished: bool) -> None:
+        if self.items_sent:
+            self._record_push()
+        self._conclude(finished=finished)
 
     # -- the guards -------------------------------------------------------------------------
 
