@@ -47,7 +47,7 @@ from bridge.framework.registry import connector_class
 from bridge.model import WritebackPlan, from_iso
 from bridge.pipeline.connect import open_connector
 from bridge.pipeline.demo import demo_config, start_sandboxes
-from bridge.pipeline.report import RunReport
+from bridge.pipeline.report import RunReport, SourceStats
 from bridge.pipeline.run import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, PHASES, run_pipeline
 
 __all__ = ["cli", "main"]
@@ -510,10 +510,36 @@ def _finish(report: RunReport, *, dry_run: bool, as_json: bool) -> None:
             if stats.unmapped:
                 _say(f"Warning: source {name!r}: unmapped values kept raw: "
                      + ", ".join(f"{printable(k)} ({v})" for k, v in stats.unmapped.items()), err=True)
+            for line in _writeback_warnings(name, stats):
+                _say(line, err=True)
     for name in report.failed:
-        _say(f"Error: {printable(report.sources[name].error)}", err=True)
+        stats = report.sources[name]
+        if stats.error_class != "WritebackIncomplete":  # an exception failed it: its push problems are not in the error
+            for problem in stats.problems:
+                _say(f"Error: {printable(problem)}", err=True)
+        _say(f"Error: {printable(stats.error)}", err=True)
     if report.exit_code:
         click.get_current_context().exit(report.exit_code)
+
+
+def _writeback_warnings(name: str, stats: SourceStats) -> list[str]:
+    """What the source refused or did not keep this run, by item, when no error line says it already."""
+    if stats.error_class == "WritebackIncomplete":
+        return []  # the Error line names them
+    lines = []
+    if stats.refused:
+        listed = ", ".join(f"{printable(item)} ({count})" for item, count in sorted(stats.refused.items()))
+        sample = next(iter(stats.refusal_reasons.values()), "")
+        lines.append(f"Warning: source {name!r}: refused: {listed}" + (f"; e.g. {printable(sample)}" if sample else "")
+                     + "; retried once the settings or the ticket change, or after the back-off (`sla-bridge status` lists them)")
+    if stats.not_kept:
+        listed = ", ".join(f"{printable(item)} ({count})" for item, count in sorted(stats.not_kept.items()))
+        lines.append(f"Warning: source {name!r}: values the helpdesk accepted but did not keep: {listed} "
+                     "(a drop-down without that option? `sla-bridge check --online` says)")
+    if stats.notes_held:
+        lines.append(f"Warning: source {name!r}: {stats.notes_held} breach note(s) held until its history is pulled: "
+                     "run `sla-bridge sync`")
+    return lines
 
 
 def _plan_doc(plan: WritebackPlan) -> dict[str, Any]:
@@ -606,9 +632,12 @@ def status(ticket: str | None, limit: int, as_json: bool) -> None:
             _timeline(store, ticket, as_json)
             return
         rows = store.worst_clocks(None if as_json or not limit else limit)
+        refusals = store.refusals()
     if as_json:
-        _say(json.dumps(rows, indent=2))
+        _say(json.dumps({"clocks": rows, "refusals": refusals}, indent=2))
         return
+    if refusals:
+        _print_refusals(refusals)
     if not rows:
         _say("No clock is running, at risk or breached.")
         return
@@ -622,6 +651,18 @@ def status(ticket: str | None, limit: int, as_json: bool) -> None:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for line in table:
         _say("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _print_refusals(refusals: list[dict[str, Any]]) -> None:
+    """Write-backs the helpdesk refused or did not keep, not written yet: what, why, when tried again."""
+    _say(f"Refused write-backs ({len(refusals)}), retried once the settings or the ticket change, or at RETRY:")
+    for row in refusals[:20]:
+        retry = (row["retry_at"] or "")[:16].replace("T", " ") or "next run"
+        _say(f"  {printable(row['key'])}  {printable(row['item'])}  x{row['refusals'] or 1}  retry {retry}: "
+             f"{printable(redact(row['reason'] or 'no reason given'))[:200]}")
+    if len(refusals) > 20:
+        _say(f"  ... and {len(refusals) - 20} more (status --json lists them all)")
+    _say()
 
 
 def _learn_secrets(config: Config) -> None:

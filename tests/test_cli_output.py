@@ -106,7 +106,7 @@ def test_status_json_stays_valid_json_with_the_text_as_it_was(hostile_store, run
     listing = run("--config", str(hostile_store), "status", "--json")
     timeline = run("--config", str(hostile_store), "status", "zd:1", "--json")
     assert_inert(listing.stdout, timeline.stdout)  # json.dumps writes \u001b: nothing raw reaches the terminal
-    assert json.loads(listing.stdout)[0]["customer"] == "ACME\x1b]0;owned\x07\x1b[31m"
+    assert json.loads(listing.stdout)["clocks"][0]["customer"] == "ACME\x1b]0;owned\x07\x1b[31m"
     assert json.loads(timeline.stdout)["ticket"]["title"] == "Printer on fire" + HOSTILE
 
 

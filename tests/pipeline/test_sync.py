@@ -195,7 +195,7 @@ def test_status_shows_one_tickets_timeline(tmp_path):
         config = write_config(tmp_path, {"zd": (box, url)})
         assert cli(config, "sync", "--now", NOW).returncode == 0
     worst = cli(config, "status", "--json")
-    first = __import__("json").loads(worst.stdout)[0]
+    first = __import__("json").loads(worst.stdout)["clocks"][0]
     timeline = cli(config, "status", first["ticket_id"])
     assert timeline.returncode == 0, timeline.stderr
     assert timeline.stdout.startswith(f"{first['key']} ({first['ticket_id']})")
