@@ -130,8 +130,9 @@ def plan_ticket(
     on it already); fields and tags are idempotent and planned as ever.
     """
     plan = WritebackPlan(ticket=ticket)
-    if settings.status_field and clocks:
-        value = status_value(clocks)
+    live = [c for c in clocks if c.state != "canceled"]  # a canceled or deleted ticket's clocks say nothing of the SLA
+    if settings.status_field and live:
+        value = status_value(live)
         if pushed.fields.get(settings.status_field) != value:
             plan.set_fields[settings.status_field] = value
     if settings.tags:

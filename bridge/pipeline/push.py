@@ -78,6 +78,7 @@ class Push:
         self.hold_notes = False
         self.items_sent = self.items_refused = 0
         self.settled_run: int | None = None  # the latest run whose writes the pulled data covers
+        self.settled_before: int | None = None  # ... as it was before this run's pull
 
     def run(self, *, dry_run: bool = False) -> list[WritebackPlan]:
         """Push (or, dry, only plan) everything that differs; the plans when dry."""
@@ -220,9 +221,10 @@ class Push:
         keep turned into a refusal (reported, retried after a back-off or a config change).
 
         Kept or not shows in two ways: the ticket was read again after the push and shows the
-        field empty; or it was not read again although the source's data is complete past that
-        push (:meth:`_settled_run`), so the write changed nothing, yet the value as read before it
-        is not the one sent (a drop-down drops a value without an option, and changes nothing).
+        field empty; or it was not read again although the source's data was complete past that
+        push already before this run's pull (:meth:`_settle_pushes`), so the write changed
+        nothing, yet the value as read before it is not the one sent (a drop-down drops a value
+        without an option, and changes nothing).
         """
         field_id = self.settings.status_field
         assert field_id is not None
@@ -235,7 +237,10 @@ class Push:
                               and row["updated_at"] is not None and pulled_at > row["updated_at"])
                 known, value = self.connector.field_value(ticket, field_id)
                 emptied = read_after and value in (None, "")
-                unchanged = (not read_after and self.settled_run is not None and row["run_id"] <= self.settled_run
+                # Not read again is only a verdict once a whole further pull has passed since the data
+                # first covered the push: a ticket changed again inside the export's lag is missing from
+                # that first pull (its updated_at is past the data's end) and shows in the next one.
+                unchanged = (not read_after and self.settled_before is not None and row["run_id"] <= self.settled_before
                              and value != json.loads(row["value"]))
                 if known and (emptied or unchanged):
                     row = self._not_kept(ticket, row)
@@ -251,6 +256,7 @@ class Push:
         """
         settled = self.store.mark(f"settled_push:{self.source}")
         self.settled_run = int(settled) if settled and settled.isdigit() else None
+        self.settled_before = self.settled_run  # covered already before this run's pull
         complete = self._mark_instant(f"complete_to:{self.source}")
         pushes = self._pushes()
         if complete is None or not pushes:

@@ -180,3 +180,9 @@ def test_a_refused_note_is_retried_after_its_back_off_and_once_the_config_change
     changed = sync_at(world, ANCHOR + timedelta(hours=1, minutes=31))  # the write-back settings changed: retried now
     assert changed.exit_code == 0 and changed.total("notes_sent") == 1
     assert len(fake.notes[number]) == 1 and markers(fake).count(next(m for m in markers(fake) if f":{number}:" in m)) == 1
+
+
+def test_a_canceled_ticket_is_not_marked_met():
+    canceled = Clock("zd:1", "resolution", 1, "p", "v", "canceled", 3600, 60, 0, ANCHOR, ANCHOR, ANCHOR, None, False)
+    plan = plan_ticket(TICKET, [canceled], SETTINGS, pushed_from_journal([]))
+    assert plan is None or SETTINGS.status_field not in plan.set_fields
