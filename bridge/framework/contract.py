@@ -105,8 +105,10 @@ class WritebackResult:
     """What happened to one :class:`~bridge.model.WritebackPlan`, item by item.
 
     ``sent``: on the ticket. ``conflict``: not applied because the ticket changed (the next run
-    plans again from what it pulls). ``refused``: never applicable (the ticket is gone or
-    read-only): journaled so it is reported once and not retried.
+    plans again from what it pulls). ``refused``: not applicable to this ticket as it is (gone,
+    read-only, a value it will not take): journaled with the reason, reported, and retried once
+    its cause may have changed (the write-back settings or the ticket changed, or after a
+    back-off); see docs/connectors.md, "Write-back".
     """
 
     ticket_id: str
