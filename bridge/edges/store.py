@@ -706,6 +706,27 @@ class Store:
         return found
 
     @_guarded
+    def forget_breach_credits(self, ticket_id: str, keep: list[str]) -> None:
+        """Remove the ticket's per-breach credit rows other than ``keep`` (their clock is no longer breached)."""
+        # The ids share the prefix ``breach:<ticket id>:``, so the range is a walk of the primary key
+        # (';' follows ':'), and ticket_id = ? keeps out a ticket whose id merely begins the same.
+        prefix = f"breach:{ticket_id}:"
+        self.db.execute(
+            f"delete from credits where id >= ? and id < ? and ticket_id = ? and kind = 'breach' "
+            f"and id not in ({','.join('?' * len(keep))})",
+            [prefix, prefix[:-1] + ";", ticket_id, *keep])
+
+    @_guarded
+    def pulled(self, ticket_ids: list[str]) -> dict[str, tuple[int | None, str | None]]:
+        """(pulled_run, pulled_at) of each ticket: which run last pulled it or its history, and when its row was read."""
+        found: dict[str, tuple[int | None, str | None]] = {}
+        for offset in range(0, len(ticket_ids), 500):
+            chunk = ticket_ids[offset : offset + 500]
+            rows = self.db.execute(f"select id, pulled_run, pulled_at from tickets where id in ({','.join('?' * len(chunk))})", chunk)
+            found.update({row[0]: (row[1], row[2]) for row in rows})
+        return found
+
+    @_guarded
     def notes_seen(self, ticket_ids: list[str]) -> dict[str, set[str]]:
         """Per ticket, the sla-bridge markers its pulled history shows in internal notes."""
         found: dict[str, set[str]] = {}

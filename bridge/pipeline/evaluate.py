@@ -82,10 +82,4 @@ def _record_breach_credits(store: Store, ticket_id: str, customer: str | None, p
             "policy": policy.name, "percent": percent, "amount": round(terms.monthly_fee * percent / 100, 2),
             "currency": terms.currency, "reason": f"missed by {clock.overrun_seconds}s", "computed_at": to_iso(now),
         })
-    # The ids share the prefix ``breach:<ticket id>:``, so the range is a walk of the primary key
-    # (';' follows ':'), and ticket_id = ? keeps out a ticket whose id merely begins the same.
-    prefix = f"breach:{ticket_id}:"
-    store.db.execute(
-        f"delete from credits where id >= ? and id < ? and ticket_id = ? and kind = 'breach' "
-        f"and id not in ({','.join('?' * len(kept))})",
-        [prefix, prefix[:-1] + ";", ticket_id, *kept])
+    store.forget_breach_credits(ticket_id, kept)

@@ -196,7 +196,7 @@ class Push:
             credits = self.store.breach_credits(chunk)
             journal = self.store.journal(chunk)
             seen = self.store.notes_seen(chunk)
-            pulled = _pulled(self.store, chunk) if self.settings.status_field and not dry_run else {}
+            pulled = self.store.pulled(chunk) if self.settings.status_field and not dry_run else {}
             plans = []
             for ticket in self.store.tickets(chunk):
                 if not self.connector.writable(ticket):
@@ -382,9 +382,3 @@ def _backoff_text() -> str:
     first, most = (format_duration(int(d.total_seconds())) for d in (REFUSAL_BACKOFF, REFUSAL_BACKOFF_MAX))
     return f"a back-off ({first}, doubling, at most {most})"
 
-
-def _pulled(store: Store, ticket_ids: list[str]) -> dict[str, tuple[int | None, str | None]]:
-    """(pulled_run, pulled_at) of each ticket: which run last pulled it or its history, and when its row was read."""
-    marks = ",".join("?" * len(ticket_ids))
-    rows = store.db.execute(f"select id, pulled_run, pulled_at from tickets where id in ({marks})", ticket_ids)
-    return {row[0]: (row[1], row[2]) for row in rows}
