@@ -81,6 +81,9 @@ class WriteCapabilities:
     ``bulk``: :meth:`Connector.write` sends many tickets per request. ``concurrency``: a write is
     refused (a conflict) when the ticket changed since it was pulled, so an agent's newer edit is
     never overwritten. ``tag_word`` is what the helpdesk calls tags (Jira: labels), for messages.
+    ``notes_in_history``: the streams report the markers of notes already on a ticket as ``note``
+    events, so a new or restored store knows them at no extra request; where they do not, the
+    core asks :meth:`Connector.note_exists` before posting any note the journal has not settled.
     """
 
     status_field: bool = False
@@ -89,6 +92,7 @@ class WriteCapabilities:
     bulk: bool = False
     concurrency: bool = False
     tag_word: str = "tags"
+    notes_in_history: bool = False
 
 
 @dataclass(frozen=True, slots=True)

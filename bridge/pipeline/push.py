@@ -36,7 +36,7 @@ from bridge.engine.durations import format_duration
 from bridge.errors import BadRequest, NotFound, SourceError
 from bridge.framework.contract import Connector, WritebackResult
 from bridge.framework.source import WritebackConfig
-from bridge.model import Ticket, WritebackPlan, field_item, from_iso, to_iso
+from bridge.model import Ticket, WritebackPlan, field_item, from_iso, note_item, to_iso
 from bridge.pipeline.faults import crash_point
 from bridge.pipeline.plan import (
     REFUSAL_BACKOFF,
@@ -295,7 +295,29 @@ class Push:
 
     # -- pushing, settling -----------------------------------------------------------------
 
+    def _already_noted(self, chunk: list[tuple[WritebackPlan, Pushed]]) -> list[tuple[WritebackPlan, Pushed]]:
+        """Where the history does not show notes, look on the ticket before posting one: a new or
+        restored store must not post a note the ticket already holds. Found notes are journaled
+        as sent and left out of the plan."""
+        if self.connector.writes.notes_in_history:
+            return chunk
+        kept = []
+        for plan, pushed in chunk:
+            found = [note for note in plan.notes if self.connector.note_exists(plan.external_id, note.marker)]
+            if found:
+                items = [note_item(note.marker) for note in found]
+                with self.store.atomic():
+                    self.store.journal_intend(self.run_id, [(plan.ticket_id, item, note.marker) for item, note in zip(items, found, strict=True)])
+                    self.store.journal_confirm(plan.ticket_id, items)
+                plan.notes = [note for note in plan.notes if note not in found]
+            if not plan.is_empty():
+                kept.append((plan, pushed))
+        return kept
+
     def _push_chunk(self, chunk: list[tuple[WritebackPlan, Pushed]]) -> None:
+        chunk = self._already_noted(chunk)
+        if not chunk:
+            return
         self.store.journal_intend(self.run_id, [entry for plan, pushed in chunk for entry in intents(plan, pushed)])
         by_ticket = {plan.ticket_id: (plan, pushed) for plan, pushed in chunk}
         try:

@@ -107,7 +107,7 @@ class ZendeskConnector(Connector):
     system = "zendesk"
     title = "Zendesk Support"
     config_model = ZendeskSourceConfig
-    writes = WriteCapabilities(status_field=True, tags=True, notes=True, bulk=True, concurrency=True)
+    writes = WriteCapabilities(status_field=True, tags=True, notes=True, bulk=True, concurrency=True, notes_in_history=True)
     sandbox = "connectors.zendesk.sandbox:ZendeskSandbox"
     default_statuses = DEFAULT_STATUSES
     default_priorities = DEFAULT_PRIORITIES

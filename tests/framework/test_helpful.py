@@ -104,6 +104,11 @@ class HelpfulFake(SandboxServer):
 
     # -- what the conformance suite asks of a fake ----------------------------------------
 
+    def noted(self, number: int, marker: str) -> None:
+        """An internal note with ``marker`` put on ticket ``number`` by someone else (another store)."""
+        self.notes[number].append({"body": f"SLA breach.\nRef: {marker}", "internal": True})
+        self.tickets[number]["changed"] = _iso(self.now())
+
     def source_config(self, url: str, token_env: str) -> dict[str, Any]:
         return {"system": "helpful", "url": url, "start": "2026-07-01", "auth": {"oauth_token_env": token_env},
                 "writeback": {"enabled": True, "status_field": "sla_status"}}
