@@ -91,6 +91,7 @@ def read_secret(*, env: str | None, file: str | Path | None, key: str, base_dir:
         value = value.strip()
         if not value:
             raise LookupError(f"{key}_env: the environment variable {env} is empty")
+        _sendable(value, f"{key}_env: the environment variable {env}")
         return Secret(value, f"environment variable {env}")
     if file:
         path = Path(file).expanduser()
@@ -104,8 +105,18 @@ def read_secret(*, env: str | None, file: str | Path | None, key: str, base_dir:
                 f"{key}_file: {path} can be read by other users (mode {stat.filemode(mode)}); "
                 f"run: chmod 600 {path}"
             )
+        _sendable(value, f"{key}_file: the file {path}")
         return Secret(value, f"file {path}")
     raise LookupError(f"{key}: no secret configured")
+
+
+def _sendable(value: str, where: str) -> None:
+    """A secret goes into an HTTP header: one with a control character (a second line pasted in,
+    a stray carriage return) or outside Latin-1 would only fail at the first request, mid-run."""
+    bad = next((char for char in value if ord(char) < 0x20 or ord(char) == 0x7F or ord(char) > 0xFF), None)
+    if bad is not None:
+        raise LookupError(f"{where} holds a character a request header cannot carry (U+{ord(bad):04X}, at position "
+                          f"{value.index(bad) + 1}): keep only the token, on one line")
 
 
 def _read_secret_file(path: Path, key: str) -> tuple[int, str]:

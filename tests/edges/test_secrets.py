@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from bridge.edges.credentials import MASK, Secret
+from bridge.edges.credentials import MASK, Secret, read_secret
 from bridge.edges.store import Store
 from tests.conftest import SOURCE, ZD_URL, MeConnector
 
@@ -268,3 +268,13 @@ def test_a_symlink_to_a_private_token_file_still_works(write_config, run, tmp_pa
     (tmp_path / "token").symlink_to(real)
     result = run("--config", str(write_config(_file_source(tmp_path / "token"))), "check")
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("value", ["abc\ndef", "abc\rdef", "tok\u2603en"])
+def test_a_secret_a_request_header_cannot_carry_is_refused_before_any_run(value, monkeypatch):
+    monkeypatch.setenv("ODD_TOKEN", value)
+    with pytest.raises(LookupError) as caught:
+        read_secret(env="ODD_TOKEN", file=None, key="sources.zd.auth.token")
+    message = str(caught.value)
+    assert "sources.zd.auth.token_env" in message and "header" in message
+    assert value not in message
