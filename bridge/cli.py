@@ -48,7 +48,7 @@ from bridge.model import WritebackPlan, from_iso
 from bridge.pipeline.connect import open_connector
 from bridge.pipeline.demo import demo_config, start_sandboxes
 from bridge.pipeline.report import RunReport, SourceStats
-from bridge.pipeline.run import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, PHASES, run_pipeline
+from bridge.pipeline.run import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, PHASES, exit_code_of, run_pipeline
 
 __all__ = ["cli", "main"]
 
@@ -161,15 +161,7 @@ def _say(text: str = "", *, err: bool = False, nl: bool = True) -> None:
     click.echo(redact(text), err=err, nl=nl)
 
 
-def exit_code_for(error: BaseException) -> int:
-    """The exit code (and the ``runs`` row's) for a command ended by ``error``."""
-    if isinstance(error, Terminated):
-        return error.exit_code
-    if isinstance(error, KeyboardInterrupt):
-        return 128 + signal.SIGINT
-    if isinstance(error, SlaBridgeError):
-        return error.exit_code
-    return EXIT_FAILURE
+exit_code_for = exit_code_of  # the exit code (and the runs row's) for a command ended by an error
 
 
 _STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -633,9 +625,12 @@ def status(ticket: str | None, limit: int, as_json: bool) -> None:
             return
         rows = store.worst_clocks(None if as_json or not limit else limit)
         refusals = store.refusals()
+        last = next((run for run in store.runs(limit=50) if run["command"].split()[0] in (*PHASES, "sync")), None)
     if as_json:
-        _say(json.dumps({"clocks": rows, "refusals": refusals}, indent=2))
+        _say(json.dumps({"clocks": rows, "refusals": refusals, "last_run": last}, indent=2, default=str))
         return
+    if last and last["exit_code"]:
+        _print_last_run(last)
     if refusals:
         _print_refusals(refusals)
     if not rows:
@@ -651,6 +646,19 @@ def status(ticket: str | None, limit: int, as_json: bool) -> None:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for line in table:
         _say("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _print_last_run(run: dict[str, Any]) -> None:
+    """The last pipeline run did not end well: what each source said (a source that refused every
+    write, a field the helpdesk will not take), so `status` shows it after the cron run's log is gone."""
+    ended = (run["finished_at"] or run["started_at"] or "")[:16].replace("T", " ")
+    _say(f"Last run: {printable(run['command'])} at {ended} UTC ended {run['status']} (exit {run['exit_code']}):")
+    errors = [(name, doc.get("error")) for name, doc in sorted(run["sources"].items()) if isinstance(doc, dict) and doc.get("error")]
+    for name, error in errors:
+        _say(f"  {printable(name)}: {printable(redact(str(error)))[:300]}")
+    if not errors and run.get("error"):
+        _say(f"  {printable(redact(str(run['error'])))[:300]}")
+    _say()
 
 
 def _print_refusals(refusals: list[dict[str, Any]]) -> None:

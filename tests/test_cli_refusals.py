@@ -30,3 +30,30 @@ def test_refused_writes_are_warned_about_after_the_run_and_listed_by_status(tmp_
     assert {row["key"] for row in listed["refusals"]} == {f"#{number}" for number in closing}
     assert all(row["reason"] and row["retry_at"] for row in listed["refusals"])
     assert listed["clocks"]  # the clocks are still there
+
+
+def test_a_source_that_refuses_the_status_field_is_shown_by_status_after_the_run(tmp_path):
+    box = ZendeskSandbox(200, seed=11, anchor=ANCHOR, clock=lambda: ANCHOR, export_limit_per_minute=10_000)
+    with box.serve() as url:
+        config = write_config(tmp_path, {"zd": (box, url)})
+        good = config.read_text()
+        field = good.split('status_field = "')[1].split('"')[0]
+        config.write_text(good.replace(field, "custom_field:999"))  # no such field in the account
+        run = cli(config, "sync", "--now", NOW)
+        status = cli(config, "status")
+        listed = json.loads(cli(config, "status", "--json").stdout)
+    assert run.returncode == 3
+    assert "Last run: sync at " in status.stdout and "exit 3" in status.stdout
+    assert "custom_field:999" in status.stdout and "sources.zd.writeback.status_field" in status.stdout
+    assert listed["last_run"]["exit_code"] == 3 and "custom_field:999" in listed["last_run"]["sources"]["zd"]["error"]
+
+
+def test_commands_that_do_not_pull_create_no_store(tmp_path):
+    box = ZendeskSandbox(20, seed=11, anchor=ANCHOR, clock=lambda: ANCHOR, export_limit_per_minute=10_000)
+    with box.serve() as url:
+        config = write_config(tmp_path, {"zd": (box, url)})
+        typo = tmp_path / "typo.db"
+        for args in (("evaluate",), ("push", "--dry-run"), ("push",)):
+            result = cli(config, "--db", str(typo), *args, "--now", NOW)
+            assert result.returncode != 0 and "no store at" in result.stderr, (args, result.stderr)
+    assert not any(tmp_path.glob("typo.db*"))

@@ -165,6 +165,10 @@ def run_pipeline(
     began = time.monotonic()
     run_deadline = began + config.http.max_run  # every source stops cleanly past it (RunBoundReached)
     label = command + (" --dry-run" if dry_run else "")
+    if "pull" not in phases:
+        # Only a pull brings data into a store: evaluate or push on a store that is not there (a
+        # typo in --db) says so instead of creating an empty one and reporting success.
+        Store.open(store_path, create=False).close()
     with RunLock(store_path, command), Store.open(store_path) as store:
         reaped = store.reap_dead_runs()
         if reaped:
