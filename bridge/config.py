@@ -88,10 +88,16 @@ SourceName = Annotated[str, Field(pattern=_NAME)]
 Count = Annotated[int, Field(strict=True)]  # a whole number as TOML writes one (not "5", not true)
 
 MINUTE, HOUR, DAY = 60, 3600, 86_400
-DEFAULT_DEADLINE = 2 * MINUTE
+DEFAULT_TIMEOUT = 30
+DEFAULT_DEADLINE = 2 * MINUTE  # deadline_for(DEFAULT_TIMEOUT)
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config is a few kilobytes; more is the wrong file
 MAX_DEPTH = 24  # the deepest key of the schema is 7 levels down (policies[0].credits.availability.match.type[0])
 MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024
+
+
+def deadline_for(timeout: int) -> int:
+    """``http.deadline`` when it is not set: 4 x ``timeout``, at least 30s, at most 1h."""
+    return min(max(4 * timeout, 30), HOUR)
 
 
 def _path_text(value: Any) -> Any:
@@ -120,10 +126,12 @@ class HttpConfig(Section):
     job, not a patient one.
     """
 
-    timeout: Annotated[int, duration_within(HOUR)] = 30
-    # The overall bound on one request, a trickled header or body included.
+    timeout: Annotated[int, duration_within(HOUR)] = DEFAULT_TIMEOUT
+    # The overall bound on one request, a trickled header or body included; unset, it follows
+    # the timeout (deadline_for).
     deadline: Annotated[int, duration_within(HOUR)] = DEFAULT_DEADLINE
     max_attempts: Annotated[Count, Field(ge=1, le=20)] = 5
+    # The bound on the whole time one request takes across its retries, attempts and waits together.
     max_wait: Annotated[int, duration_within(DAY)] = 120
     max_pages: Annotated[Count, Field(ge=1, le=10_000_000)] = DEFAULT_MAX_PAGES
     # The bound on one run: past it each source stops cleanly (exit 3) and the next run resumes.
@@ -133,12 +141,17 @@ class HttpConfig(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _deadline_follows_a_long_timeout(cls, data: Any) -> Any:
-        """Left unset, the deadline is at least the timeout: raising only ``timeout`` must not be an error."""
+    def _deadline_follows_the_timeout(cls, data: Any) -> Any:
+        """Left unset, the deadline is four reads' worth of the timeout, within 30s and 1h.
+
+        A short timeout gets a short deadline (a trickling server is cut sooner), a long one a
+        deadline it fits in; the default timeout of 30s keeps the default deadline of 2m.
+        """
         if isinstance(data, dict) and "deadline" not in data and "timeout" in data:
             with contextlib.suppress(ValueError):
-                if DEFAULT_DEADLINE < parse_duration(data["timeout"]) <= HOUR:  # else the timeout's own error says it
-                    return {**data, "deadline": data["timeout"]}
+                timeout = parse_duration(data["timeout"])
+                if timeout <= HOUR:  # else the timeout's own error says it
+                    return {**data, "deadline": f"{deadline_for(timeout)}s"}
         return data
 
     @field_validator("deadline")

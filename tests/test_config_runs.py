@@ -406,9 +406,24 @@ def test_a_long_value_is_one_short_line(write_config, run, text):
     assert all(len(line) < 600 for line in problems.splitlines()), problems
 
 
-def test_a_deadline_left_unset_follows_a_longer_timeout(write_config, run):
-    assert load_config(write_config(SOURCE + '[http]\ntimeout = "5m"\n')).http.deadline == 300
-    assert load_config(write_config(SOURCE + '[http]\ntimeout = "10s"\n')).http.deadline == 120
+@pytest.mark.parametrize(
+    ("timeout", "deadline"),
+    [("5s", 30), ("1s", 30), ("10s", 40), ("30s", 120), ("5m", 1200), ("15m", 3600), ("1h", 3600)],
+)
+def test_a_deadline_left_unset_follows_the_timeout(write_config, timeout, deadline):
+    # 4 x timeout, at least 30s, at most 1h: a short timeout no longer keeps the 2m deadline, so a
+    # server trickling under a 5s timeout is cut after 30s, not 2m, on each attempt.
+    assert load_config(write_config(SOURCE + f'[http]\ntimeout = "{timeout}"\n')).http.deadline == deadline
+
+
+def test_a_deadline_left_unset_follows_a_timeout_from_the_environment(write_config, monkeypatch):
+    monkeypatch.setenv("SLA_BRIDGE_HTTP__TIMEOUT", "5s")
+    assert load_config(write_config(SOURCE)).http.deadline == 30
+
+
+def test_a_deadline_set_is_kept_and_the_defaults_are_unchanged(write_config, run):
+    assert load_config(write_config(SOURCE)).http.deadline == 120
+    assert load_config(write_config(SOURCE + '[http]\ntimeout = "5s"\ndeadline = "10m"\n')).http.deadline == 600
     assert refused(run, write_config(SOURCE + '[http]\ntimeout = "2h"\n')).count("\n") == 0  # one problem, the timeout's
 
 
