@@ -41,7 +41,9 @@ from bridge.framework import (
     CursorPaginator,
     FieldInfo,
     FromToken,
+    ItemResult,
     NextUrlPaginator,
+    Outcome,
     Request,
     SourceConfig,
     Stream,
@@ -52,7 +54,7 @@ from bridge.framework import (
     paginate,
 )
 from bridge.framework.roster import AgentRoster
-from bridge.model import Ticket, WritebackPlan
+from bridge.model import Note, Ticket, WritebackPlan, note_item
 from connectors.zendesk.config import ZendeskSourceConfig
 from connectors.zendesk.normalise import (
     DEFAULT_FIELDS,
@@ -276,17 +278,26 @@ class ZendeskConnector(Connector):
         yield from self._write_bulk(bulk)
 
     def write_one(self, plan: WritebackPlan) -> WritebackResult:
-        """One ``PUT /api/v2/tickets/{id}`` with ``safe_update``; on 409, re-read and retry once."""
+        """One ``PUT /api/v2/tickets/{id}`` with ``safe_update``; on 409, re-read and retry once.
+
+        A 409 says the ticket changed since it was read, and the change may be this very note,
+        posted by another store (a restored backup, a second ``--db``) inside the export's lag:
+        before the retry, each note is looked for on the ticket by its marker, and only the
+        missing ones are sent again (those found are reported sent: they are on the ticket).
+        """
         stamp, tags = plan.ticket.version, list(plan.ticket.tags)
         if stamp is None:
             stamp, tags = self._current(plan.external_id)
+        notes, present = list(plan.notes), set[str]()
         for attempt in (1, 2):
+            if not notes and attempt == 2 and not (plan.set_fields or plan.add_tags or plan.remove_tags):
+                return _partial(plan, "sent", present, version=stamp)  # every note is on the ticket already
             response = self.http.request(
                 "PUT",
                 f"/api/v2/tickets/{plan.external_id}.json",
-                json={"ticket": self._change(plan, stamp, tags)},
+                json={"ticket": self._change(plan, stamp, tags, notes)},
                 accept=(404, 409, 422),
-                idempotent=not plan.notes,  # a note must never be posted twice by a blind retry
+                idempotent=not notes,  # a note must never be posted twice by a blind retry
             )
             if response.status_code in (404, 422):
                 body = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
@@ -294,15 +305,17 @@ class ZendeskConnector(Connector):
                 if _names_our_field(plan, body):  # the config's fault: stop, leave every item to retry once fixed
                     raise self._bad_field(plan, _vendor(_details(body) or json.dumps(body)))
                 # This ticket only: it is gone, or refuses updates (a closed ticket is read-only).
-                return WritebackResult.of(plan, "refused", f"{detail} {_vendor(_details(body))}".strip())
+                return _partial(plan, "refused", present, f"{detail} {_vendor(_details(body))}".strip())
             if response.status_code != 409:
                 ticket = response.json().get("ticket") or {}
-                return WritebackResult.of(plan, "sent", version=ticket.get("updated_at"))
+                return _partial(plan, "sent", present, version=ticket.get("updated_at"))
             log.info("source %r: ticket %s changed since it was read (409); re-reading (attempt %d)", self.name, plan.external_id, attempt)
             if attempt == 1:
                 stamp, tags = self._current(plan.external_id)
-        return WritebackResult.of(plan, "conflict", "the ticket changed twice while sla-bridge wrote to it; left for the next run",
-                                  version=stamp)
+                present = {note.marker for note in notes if self.note_exists(plan.external_id, note.marker)}
+                notes = [note for note in notes if note.marker not in present]
+        return _partial(plan, "conflict", present, "the ticket changed twice while sla-bridge wrote to it; left for the next run",
+                        version=stamp)
 
     def _write_bulk(self, plans: list[WritebackPlan]) -> Iterator[WritebackResult]:
         """Same change for many tickets per ``update_many`` call.
@@ -386,11 +399,11 @@ class ZendeskConnector(Connector):
         ticket = self.http.get_json(f"/api/v2/tickets/{external_id}.json").get("ticket") or {}
         return ticket.get("updated_at"), list(ticket.get("tags") or [])
 
-    def _change(self, plan: WritebackPlan, stamp: str | None, tags: list[str]) -> dict[str, Any]:
+    def _change(self, plan: WritebackPlan, stamp: str | None, tags: list[str], notes: Sequence[Note]) -> dict[str, Any]:
         change: dict[str, Any] = {"safe_update": True, "updated_stamp": stamp}
-        if plan.notes:
+        if notes:
             # public: false always; a public comment would itself fulfil reply-time metrics.
-            change["comment"] = {"body": "\n\n".join(note.body for note in plan.notes), "public": False}
+            change["comment"] = {"body": "\n\n".join(note.body for note in notes), "public": False}
         if plan.set_fields:
             change["custom_fields"] = _custom_fields(plan.set_fields)
         if plan.add_tags or plan.remove_tags:
@@ -406,6 +419,16 @@ def _vendor(value: Any, limit: int = 300) -> str:
     masked before the cut, control characters made harmless, at most ``limit`` characters."""
     text = printable(redact(value if isinstance(value, str) else str(value)))
     return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def _partial(plan: WritebackPlan, outcome: Outcome, present: set[str], detail: str = "", *,
+             version: str | None = None) -> WritebackResult:
+    """Every item of ``plan`` with ``outcome``, but the notes whose markers are in ``present``:
+    those were found on the ticket, so they are ``sent`` whatever became of the rest."""
+    found = {note_item(marker) for marker in present}
+    return WritebackResult(plan.ticket_id, tuple(
+        ItemResult(item, "sent") if item in found else ItemResult(item, outcome, detail)
+        for item in plan.items()), version)
 
 
 def _list(value: Any) -> list[Any]:

@@ -92,6 +92,48 @@ def test_the_notes_sla_bridge_posts_come_back_in_the_export_with_their_bodies(mo
     assert restored.notes_seen([f"zd:{number}"]) == {f"zd:{number}": {marker}}
 
 
+def _marked(box: ZendeskSandbox, number: int, marker: str) -> int:
+    return sum(marker in body for body in box.internal_notes(number))
+
+
+def test_a_note_another_store_posted_since_the_plan_was_made_is_not_posted_again_after_the_409(monkeypatch):
+    """A restored backup or a second store posts the note inside the export's lag: the ticket
+    changed (409), and the retry used to post the same note a second time."""
+    box = ZendeskSandbox.for_tests(30, anchor=ANCHOR)
+    number = live(box)[0]
+    marker = f"[sla-bridge:zd:{number}:first_response:1]"
+    plan = WritebackPlan(pulled(box, number), notes=[Note(marker, f"First reply target missed. {marker}")])
+    box.noted(number, marker, at=ANCHOR)  # the other store's post, after this plan was made
+    assert box.tickets[number]["updated_at"] != plan.ticket.version  # so the write meets a 409
+    result = connector_for(box, monkeypatch).write_one(plan)
+    assert result.outcomes() == {f"note:{marker}": "sent"}
+    assert _marked(box, number, marker) == 1
+
+
+def test_after_a_409_only_the_notes_missing_from_the_ticket_are_sent_with_the_tags(monkeypatch):
+    box = ZendeskSandbox.for_tests(30, anchor=ANCHOR)
+    number = live(box)[0]
+    there, missing = f"[sla-bridge:zd:{number}:first_response:1]", f"[sla-bridge:zd:{number}:resolution:1]"
+    plan = WritebackPlan(pulled(box, number), add_tags=["sla_breached"],
+                         notes=[Note(there, f"First reply target missed. {there}"), Note(missing, f"Resolution target missed. {missing}")])
+    box.noted(number, there, at=ANCHOR)
+    result = connector_for(box, monkeypatch).write_one(plan)
+    assert result.outcomes() == {"tags": "sent", f"note:{there}": "sent", f"note:{missing}": "sent"}
+    assert (_marked(box, number, there), _marked(box, number, missing)) == (1, 1)
+    assert "sla_breached" in box.tickets[number]["tags"]
+
+
+def test_after_a_409_a_plan_whose_notes_are_all_there_sends_nothing_more(monkeypatch):
+    box = ZendeskSandbox.for_tests(30, anchor=ANCHOR)
+    number = live(box)[0]
+    marker = f"[sla-bridge:zd:{number}:first_response:1]"
+    plan = WritebackPlan(pulled(box, number), notes=[Note(marker, f"First reply target missed. {marker}")])
+    box.noted(number, marker, at=ANCHOR)
+    before = len(box.requests)
+    assert connector_for(box, monkeypatch).write_one(plan).outcomes() == {f"note:{marker}": "sent"}
+    assert [method for method, *_ in box.requests[before:]].count("PUT") == 1  # the one that met the 409
+
+
 # -- who was an agent when ---------------------------------------------------------------------
 
 
