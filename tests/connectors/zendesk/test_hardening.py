@@ -13,10 +13,12 @@ import pytest
 from bridge.config import load_config
 from bridge.edges.http import RetryPolicy, SourceClient, build_client
 from bridge.edges.store import Store
-from bridge.errors import PaginationError
+from bridge.errors import ConfigError, PaginationError
 from bridge.framework.roster import AgentRoster, Span
 from bridge.model import Note, Ticket, WritebackPlan
 from connectors.zendesk import ZendeskConnector
+from connectors.zendesk.config import BUILT_IN_FIELDS
+from connectors.zendesk.connector import SYSTEM_FIELDS
 from connectors.zendesk.sandbox import AGENT_IDS, BOT_ID, SERVICE_FIELD, SLA_STATUS_FIELD, ZendeskSandbox
 from tests.conftest import pages
 
@@ -307,6 +309,57 @@ def test_a_system_field_mapped_by_its_listed_name_gives_the_tickets_value(monkey
     pull(connector, store)
     ticket = store.ticket("zd:2")
     assert (ticket.type, ticket.group) == (box.tickets[2]["type"], str(box.tickets[2]["assignee_id"]))
+
+
+def _source(fields: dict[str, str]) -> dict[str, Any]:
+    return {"sources": {"zd": {"system": "zendesk", "url": URL, "start": "2026-01-01", "fields": fields,
+                               "auth": {"email": "sla-bot@example.com", "token_env": "ZD_TOKEN"}}}}
+
+
+@pytest.mark.parametrize(("role", "name", "meant"), [
+    ("customer", "organisation", "organization"),  # British spelling
+    ("type", "tickettype", "type"),  # the TYPE column `sla-bridge fields` prints
+    ("customer", "organization_id", "organization"),  # the ticket's attribute
+    ("group", "groups", "group"),
+    ("group", "Group", "group"),
+])
+def test_a_field_name_zendesk_tickets_lack_is_refused_with_a_suggestion(monkeypatch, role, name, meant):
+    """These passed `check` and gave every ticket an empty value, silently."""
+    monkeypatch.setenv("ZD_TOKEN", "sandbox-token")
+    with pytest.raises(ConfigError) as caught:
+        load_config(data=_source({role: name}), environ=False)
+    assert f"sources.zd.fields.{role}: {name!r} is not a field Zendesk tickets have (did you mean \"{meant}\"?)" in str(caught.value)
+    assert "custom_field:ID" in str(caught.value)
+
+
+def test_a_field_name_like_none_is_refused_with_the_names_there_are(monkeypatch):
+    monkeypatch.setenv("ZD_TOKEN", "sandbox-token")
+    with pytest.raises(ConfigError) as caught:
+        load_config(data=_source({"service": "colour"}), environ=False)
+    message = str(caught.value)
+    assert "sources.zd.fields.service: 'colour' is not a field Zendesk tickets have. Use one of organization, group, type" in message
+    assert "did you mean" not in message
+
+
+@pytest.mark.parametrize("name", BUILT_IN_FIELDS)
+def test_every_built_in_field_name_the_config_takes_reads_a_value_from_a_ticket(monkeypatch, name):
+    """The accepted names are the ones that resolve: a ticket as Zendesk exports it, with the
+    attributes an account with brands, forms and custom statuses has, gives each a value."""
+    box = ZendeskSandbox.for_tests(5, anchor=ANCHOR)
+    monkeypatch.setenv("ZD_TOKEN", "sandbox-token")
+    config = load_config(data=_source({"type": name}), environ=False)
+    client = build_client(URL, http=config.http, transport=box.transport(),
+                          auth=ZendeskConnector.auth(config.sources["zd"], config.source_secret("zd")))
+    connector = ZendeskConnector("zd", config.sources["zd"], SourceClient("zd", client, RetryPolicy(sleep=lambda s: None)))
+    raw = dict(box.tickets[2], brand_id=360000001, ticket_form_id=360000002, custom_status_id=360000003)
+    [ticket] = connector.records.ticket(raw, {"organizations": {raw["organization_id"]: "Acme"}, "groups": {raw["group_id"]: "Tier 1"}})
+    assert ticket.type
+
+
+def test_every_system_field_sla_bridge_fields_lists_is_a_name_the_config_takes(monkeypatch):
+    listed = {f.id for f in connector_for(ZendeskSandbox.for_tests(5, anchor=ANCHOR), monkeypatch).list_fields()}
+    assert {i for i in listed if not i.startswith("custom_field:")} <= set(BUILT_IN_FIELDS)
+    assert set(SYSTEM_FIELDS.values()) == set(BUILT_IN_FIELDS)
 
 
 # -- vendor-echoed text ------------------------------------------------------------------------
