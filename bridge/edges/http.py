@@ -7,7 +7,8 @@
   ``validate_response`` idea), raising the matching error from :mod:`bridge.errors`.
 - :class:`SourceClient` sends requests under one bounded tenacity policy: 429, 5xx and timeouts
   are retried; ``Retry-After`` (seconds, an HTTP date, or 0) is honoured exactly, exponential
-  backoff with jitter otherwise; attempts and the total wait are both bounded. When the vendor
+  backoff with jitter otherwise; the attempts are bounded, and so is the whole time one request
+  takes across them, the attempts and the waits together (``http.max_wait``). When the vendor
   asks for a longer wait than the bound allows, the source stops at once with :class:`RetryLater`
   saying when to come back, rather than sleeping through a cron slot.
 - Every URL a response names (a next page, a job's status) is requested only if it has the
@@ -17,7 +18,9 @@
   byte a second would hold a cron job (and its lock) for good: the network transport
   :func:`build_client` makes holds each request, connect to last body byte, to ``http.deadline``
   (:class:`DeadlineTransport`); a body is read up to ``http.max_body_mb`` and no further
-  (:class:`ResponseTooLarge`); and a :class:`SourceClient` given a run deadline
+  (:class:`ResponseTooLarge`), measured as it unpacks: only ``gzip`` and ``deflate`` are asked
+  for, one coding at a time is undone here in small pieces, and a stacked or unknown
+  ``Content-Encoding`` is refused unread; and a :class:`SourceClient` given a run deadline
   (``http.max_run``) sends nothing and sleeps through nothing past it (:class:`RunBoundReached`).
 - Every URL a message shows has no query string (cursors, tokens) and no user info, and every
   message passes through :func:`~bridge.edges.credentials.redact`.
@@ -34,6 +37,7 @@ import ssl
 import time
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -63,6 +67,7 @@ from bridge.errors import (
 )
 
 __all__ = [
+    "ACCEPT_ENCODING",
     "DEFAULT_DEADLINE",
     "DEFAULT_MAX_BODY_MB",
     "DEFAULT_MAX_PAGES",
@@ -85,6 +90,9 @@ DEFAULT_MAX_PAGES = 10_000
 DEFAULT_DEADLINE = 120  # seconds one request may take in all (http.deadline)
 DEFAULT_MAX_BODY_MB = 64  # MiB one response body may hold (http.max_body_mb)
 _MIB = 1024 * 1024
+ACCEPT_ENCODING = "gzip, deflate"  # the content codings asked for: those _Unpacker undoes
+_RAW_PIECE = 64 * 1024  # bytes of the body as it travelled, read at a time
+_UNPACKED_PIECE = 256 * 1024  # bytes one call to the decompressor may hand back
 _T = TypeVar("_T")
 
 
@@ -123,7 +131,7 @@ class RetryPolicy:
     """
 
     max_attempts: int = 5
-    max_wait: float = 120.0  # seconds of waiting, summed over the retries of one request
+    max_wait: float = 120.0  # seconds one request may take across its retries, attempts and waits together
     backoff_initial: float = 1.0
     backoff_max: float = 30.0
     sleep: Callable[[float], None] = field(default=lambda seconds: time.sleep(seconds), compare=False)
@@ -163,7 +171,9 @@ def build_client(
         transport=transport,
         timeout=httpx.Timeout(float(http.timeout)),
         follow_redirects=False,  # a redirect usually means a wrong base URL; say so, do not follow
-        headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
+        # Only the codings _exchange undoes, one at a time: httpx would add br and zstd when their
+        # packages are installed, and decode them with no bound on what one piece unpacks to.
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING, **(headers or {})},
     )
 
 
@@ -561,6 +571,57 @@ def _tls_failure(error: BaseException) -> ssl.SSLError | None:
     return None
 
 
+class _Unpacker:
+    """Undoes one content coding (gzip or deflate), handing back at most ``_UNPACKED_PIECE`` bytes at a time.
+
+    httpx decodes each piece that arrives in one call, so a few KiB of a stacked gzip unpack to
+    gigabytes before anyone can count them; here the caller counts after every bounded piece.
+    Corrupt data is an ``httpx.DecodingError``, as httpx's own decoders raise.
+    """
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self._first = True
+        # gzip (and x-gzip) has its gzip header; deflate is zlib-wrapped by the standard, raw
+        # deflate by some servers: tried when the zlib header does not fit, as httpx does.
+        self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16 if coding != "deflate" else zlib.MAX_WBITS)
+
+    def unpack(self, data: bytes) -> Iterator[bytes]:
+        while True:
+            piece = self._decompress(data)
+            data = self._inflate.unconsumed_tail
+            if piece:
+                yield piece
+            if not data and len(piece) < _UNPACKED_PIECE:  # a full piece may leave output pending
+                return
+
+    def flush(self) -> bytes:
+        try:
+            return self._inflate.flush()  # every input was drained above: nothing large is left
+        except zlib.error as error:
+            raise httpx.DecodingError(f"the {self.coding} body could not be unpacked: {error}") from None
+
+    def _decompress(self, data: bytes) -> bytes:
+        first, self._first = self._first, False
+        try:
+            return self._inflate.decompress(data, _UNPACKED_PIECE)
+        except zlib.error as error:
+            if first and self.coding == "deflate":
+                self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self._decompress(data)
+            raise httpx.DecodingError(f"the {self.coding} body could not be unpacked: {error}") from None
+
+
+_CODINGS = frozenset({"gzip", "x-gzip", "deflate"})  # what ACCEPT_ENCODING asks for (x-gzip: gzip's old name)
+
+
+@dataclass
+class _Attempts:
+    """The time one request's attempts took, summed over its retries (the waits tenacity counts)."""
+
+    took: float = 0.0
+
+
 class SourceClient:
     """Sends a source's requests under the retry policy, and counts them for the run record.
 
@@ -618,15 +679,16 @@ class SourceClient:
         """
         self._check_origin(method, url)
         repeatable = method.upper() in _IDEMPOTENT if idempotent is None else idempotent
+        attempts = _Attempts()
         retrying = Retrying(
             retry=retry_if_exception(lambda error: isinstance(error, RetriableSourceError) and not isinstance(error, RetryLater)),
             wait=self._wait,
-            stop=self._stop,
+            stop=functools.partial(self._stop, attempts=attempts),
             sleep=self.policy.sleep,
             before_sleep=self._log_retry,
-            retry_error_callback=self._give_up,
+            retry_error_callback=functools.partial(self._give_up, attempts=attempts),
         )
-        return retrying(self._send_once, method, url, accept, json_body, repeatable, kwargs)
+        return retrying(self._send_once, method, url, accept, json_body, repeatable, kwargs, attempts)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         response: httpx.Response = self.request("GET", url, **kwargs)  # without json_body, request() returns the response
@@ -681,7 +743,14 @@ class SourceClient:
         )
 
     def _send_once(
-        self, method: str, url: str, accept: tuple[int, ...], json_body: bool | str, repeatable: bool, kwargs: dict[str, Any]
+        self,
+        method: str,
+        url: str,
+        accept: tuple[int, ...],
+        json_body: bool | str,
+        repeatable: bool,
+        kwargs: dict[str, Any],
+        attempts: _Attempts,
     ) -> Any:
         request = self.client.build_request(method, url, **kwargs)
         what = f"{method} {_shown_url(request.url)}"
@@ -700,6 +769,13 @@ class SourceClient:
                 log.info("source %r: rate-limit budget spent; pausing %.1fs", self.source, wait)
                 self.policy.sleep(wait)
         self._run_bound(f"{what} not sent")
+        started = self.policy.monotonic()
+        try:
+            return self._attempt(request, what, accept, json_body, repeatable)
+        finally:
+            attempts.took += self.policy.monotonic() - started
+
+    def _attempt(self, request: httpx.Request, what: str, accept: tuple[int, ...], json_body: bool | str, repeatable: bool) -> Any:
         self.requests_made += 1
         try:
             if self.run_deadline is None:
@@ -751,20 +827,63 @@ class SourceClient:
             said = _http_date(response.headers.get("Date"))
             if said is not None:
                 self._source_date = (said, self.policy.monotonic())
+            unpacker = self._unpacker_for(request, response)
             limit = self.max_body_mb * _MIB
             declared = response.headers.get("Content-Length", "").strip()
             if declared.isascii() and declared.isdigit() and int(declared) > limit:
                 raise self._too_large(request, f"it declares {int(declared):,} bytes (Content-Length)")
             body = bytearray()
-            for part in response.iter_bytes():  # decoded: a small gzip page can unpack to gigabytes
-                body += part
+            travelled = 0
+            # Read as it travelled, in small pieces, and unpacked here a bounded piece at a time:
+            # the bound is checked before the next piece is made, so memory stays near the bound.
+            for raw in response.iter_raw(_RAW_PIECE):
+                travelled += len(raw)
+                for part in unpacker.unpack(raw) if unpacker is not None else (raw,):
+                    body += part
+                    if len(body) > limit:
+                        raise self._too_large(request, self._arrived(limit, travelled, unpacker))
+            if unpacker is not None:
+                body += unpacker.flush()
                 if len(body) > limit:
-                    raise self._too_large(request, f"more than {limit:,} bytes arrived")
+                    raise self._too_large(request, self._arrived(limit, travelled, unpacker))
         finally:
             response.close()
         # A response holding the body read: no longer encoded, its length that of the body.
         headers = [(name, value) for name, value in response.headers.multi_items() if name.lower() not in _BODY_FRAMING]
         return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=request, extensions=response.extensions)
+
+    def _unpacker_for(self, request: httpx.Request, response: httpx.Response) -> _Unpacker | None:
+        """The unpacker the response's ``Content-Encoding`` calls for; None for none (identity).
+
+        One coding of those asked for is undone; more than one (``gzip, gzip``: a few KiB on the
+        wire can hold gigabytes) or any other is refused before a byte of the body is read.
+        """
+        header = ", ".join(response.headers.get_list("Content-Encoding"))
+        codings = [coding.strip().lower() for coding in header.split(",")]
+        codings = [coding for coding in codings if coding and coding != "identity"]
+        if not codings:
+            return None
+        if len(codings) == 1 and codings[0] in _CODINGS:
+            return _Unpacker("gzip" if codings[0] == "x-gzip" else codings[0])
+        shown = _CONTROL.sub("", redact(header))[:100]
+        why = (
+            "more than one coding stacked, which sla-bridge does not unpack (a few KiB of stacked gzip can hold gigabytes)"
+            if len(codings) > 1
+            else "a coding sla-bridge did not ask for and does not unpack"
+        )
+        raise FatalSourceError(
+            f'{request.method} {_shown_url(request.url)}: the response has Content-Encoding: "{shown}", {why}; it was not '
+            f"read. sla-bridge asks for Accept-Encoding: {ACCEPT_ENCODING}, one coding at a time: check "
+            f"sources.{self.source}.url (a proxy or server in between may be misconfigured, or hostile)",
+            source=self.source,
+            status=response.status_code,
+        )
+
+    @staticmethod
+    def _arrived(limit: int, travelled: int, unpacker: _Unpacker | None) -> str:
+        if unpacker is None:
+            return f"more than {limit:,} bytes arrived"
+        return f"more than {limit:,} bytes arrived, unpacked from {travelled:,} bytes of {unpacker.coding}"
 
     def _too_large(self, request: httpx.Request, why: str) -> ResponseTooLarge:
         return ResponseTooLarge(
@@ -793,10 +912,11 @@ class SourceClient:
     def _crosses_run_bound(self, wait: float) -> bool:
         return self.run_deadline is not None and self.policy.monotonic() + wait >= self.run_deadline
 
-    def _stop(self, state: RetryCallState) -> bool:
+    def _stop(self, state: RetryCallState, *, attempts: _Attempts) -> bool:
         if state.attempt_number >= self.policy.max_attempts or self._crosses_run_bound(state.upcoming_sleep):
             return True
-        return state.idle_for + state.upcoming_sleep > self.policy.max_wait
+        # http.max_wait bounds the whole request: no attempt starts once attempts and waits pass it.
+        return attempts.took + state.idle_for + state.upcoming_sleep > self.policy.max_wait
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -809,7 +929,7 @@ class SourceClient:
             state.upcoming_sleep,
         )
 
-    def _give_up(self, state: RetryCallState) -> httpx.Response:
+    def _give_up(self, state: RetryCallState, *, attempts: _Attempts) -> httpx.Response:
         error = state.outcome.exception() if state.outcome else None
         assert isinstance(error, RetriableSourceError)
         bound = self.policy.max_wait
@@ -825,7 +945,8 @@ class SourceClient:
         else:
             why = (
                 f"waiting {state.upcoming_sleep:.0f}s more would pass the retry bound "
-                f"(http.max_wait = {bound:.0f}s; {state.idle_for:.0f}s waited already)"
+                f"(http.max_wait = {bound:.0f}s; {state.idle_for:.0f}s waited already), which bounds the whole time "
+                f"of this request, its attempts included ({attempts.took:.0f}s in {state.attempt_number} attempt(s))"
             )
         not_before = None
         when = ""

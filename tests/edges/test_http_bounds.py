@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+import re
+import tracemalloc
+import zlib
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from urllib.parse import quote
@@ -16,7 +19,7 @@ import respx
 from bridge.config import HttpConfig
 from bridge.edges.credentials import MASK, Secret
 from bridge.edges.http import RetryPolicy, SourceClient, build_client
-from bridge.errors import BadRequest, ResponseTooLarge, RetriableSourceError, RetryLater, RunBoundReached
+from bridge.errors import BadRequest, FatalSourceError, ResponseTooLarge, RetriableSourceError, RetryLater, RunBoundReached
 from bridge.framework.contract import basic
 from tests.conftest import SOURCE, ZD_URL
 
@@ -62,6 +65,17 @@ class Body(httpx.SyncByteStream):
             yield b" " * self.size
 
 
+class Wire(httpx.SyncByteStream):
+    """A body exactly as it travels, in one piece. (respx reads an ``httpx.ByteStream`` body, decoding
+    it, before the client sees it: a bomb must not go off in the mock.)"""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.data
+
+
 # -- the body size bound ------------------------------------------------------------------------
 
 
@@ -90,12 +104,104 @@ def test_an_undeclared_body_stops_being_read_at_the_bound(clock):
     assert body.pulled == 17  # 1 MiB is 16 pieces; the 17th passes it, and reading stops there
 
 
+def deflate(data: bytes, wbits: int = zlib.MAX_WBITS) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return packer.compress(data) + packer.flush()
+
+
+def peak_memory(call: Callable[[], object]) -> tuple[BaseException | None, int]:
+    """What ``call`` raised, and the most memory Python held above the start while it ran."""
+    tracemalloc.start()
+    try:
+        call()
+    except BaseException as error:  # noqa: BLE001 - handed back to the test
+        raised: BaseException | None = error
+    else:
+        raised = None
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return raised, peak
+
+
+# A page that unpacks to 64 MiB, a few KiB on the wire, against a bound of 1 MiB: read whole (as
+# httpx's iter_bytes unpacks each piece that arrives, in one call) it would take 64 MiB at once.
+BOMB = 64 * MIB
+PACKED = {"gzip": lambda data: gzip.compress(data, 9), "deflate": deflate, "raw-deflate": lambda data: deflate(data, -zlib.MAX_WBITS)}
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate"])
 @respx.mock
-def test_a_compressed_body_is_bounded_by_what_it_unpacks_to(clock):
-    bomb = gzip.compress(b" " * (3 * MIB))  # about 3 KiB on the wire
-    respx.get(TICKETS).mock(return_value=httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=bomb))
-    with pytest.raises(ResponseTooLarge, match="more than 1,048,576 bytes arrived"):
-        make_client(clock, max_body_mb=1).get_json(TICKETS)
+def test_a_compressed_body_is_bounded_by_what_it_unpacks_to_and_unpacked_in_small_pieces(clock, coding):
+    bomb = PACKED[coding](bytes(BOMB))
+    assert len(bomb) < BOMB // 500
+    header = coding.removeprefix("raw-")
+    route = respx.get(TICKETS).mock(return_value=httpx.Response(200, headers={"Content-Encoding": header}, stream=Wire(bomb)))
+    source = make_client(clock, max_body_mb=1)
+    raised, peak = peak_memory(lambda: source.get_json(TICKETS))
+    assert isinstance(raised, ResponseTooLarge)
+    assert peak < 4 * MIB, f"{peak:,} bytes held to refuse a 1 MiB-bounded body"
+    said = re.search(r"\(more than 1,048,576 bytes arrived, unpacked from ([\d,]+) bytes of (\w+)\)", str(raised))
+    assert said is not None and said[2] == header, str(raised)
+    assert int(said[1].replace(",", "")) <= len(bomb)
+    assert route.call_count == 1 and clock.sleeps == []
+
+
+@pytest.mark.parametrize("header", ["gzip, gzip", "gzip,deflate", "deflate, gzip, gzip"])
+@respx.mock
+def test_a_stacked_content_encoding_is_refused_unread(clock, header):
+    bomb = bytes(BOMB)
+    for coding in reversed([part.strip() for part in header.split(",")]):
+        bomb = PACKED[coding](bomb)
+    route = respx.get(TICKETS).mock(return_value=httpx.Response(200, headers={"Content-Encoding": header}, stream=Wire(bomb)))
+    source = make_client(clock, max_body_mb=1)
+    raised, peak = peak_memory(lambda: source.get_json(TICKETS, params={"cursor": "c3VwZXItc2VjcmV0"}))
+    assert isinstance(raised, FatalSourceError) and raised.source == "zd"
+    message = str(raised)
+    assert message.startswith(
+        "source 'zd': GET https://acme.zendesk.com/api/v2/incremental/tickets/cursor.json: the response has "
+        f'Content-Encoding: "{header}", more than one coding stacked, which sla-bridge does not unpack'
+    )
+    assert "it was not read" in message and "check sources.zd.url" in message and "c3VwZXItc2VjcmV0" not in message
+    assert route.call_count == 1 and clock.sleeps == []  # not retried: the server will send it again
+    assert peak < 4 * MIB, f"{peak:,} bytes held to refuse a stacked coding"
+
+
+@pytest.mark.parametrize("header", ["br", "zstd", "compress", "gzip, br"])
+@respx.mock
+def test_a_coding_not_asked_for_is_refused(clock, header):
+    respx.get(TICKETS).mock(return_value=httpx.Response(200, headers={"Content-Encoding": header}, stream=Wire(b"\x8b\x00\x80{}\x03")))
+    with pytest.raises(FatalSourceError, match=f'Content-Encoding: "{header}", ') as caught:
+        make_client(clock).get_json(TICKETS)
+    assert "Accept-Encoding: gzip, deflate" in str(caught.value)
+
+
+@respx.mock
+def test_only_the_codings_unpacked_here_are_asked_for(clock):
+    route = respx.get(TICKETS).mock(return_value=httpx.Response(200, json={}))
+    make_client(clock).get_json(TICKETS)
+    assert route.calls.last.request.headers["Accept-Encoding"] == "gzip, deflate"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "x-gzip", "deflate", "raw-deflate", "identity", "GZIP", "identity, gzip"])
+@respx.mock
+def test_one_coding_unpacks_as_before(clock, coding):
+    page = json.dumps({"tickets": [{"id": n, "subject": "x" * 100} for n in range(5000)]}).encode()  # several pieces
+    pack = PACKED.get(coding.lower().removeprefix("x-").removeprefix("identity, ") or "gzip", lambda data: data)
+    body = page if coding == "identity" else pack(page)
+    respx.get(TICKETS).mock(return_value=httpx.Response(200, headers={"Content-Encoding": coding.removeprefix("raw-")}, stream=Wire(body)))
+    response, data = make_client(clock, max_body_mb=1).fetch("GET", TICKETS)
+    assert response.content == page and len(data["tickets"]) == 5000
+    assert "Content-Encoding" not in response.headers
+
+
+@respx.mock
+def test_a_corrupt_compressed_body_is_retried_like_a_broken_transfer(clock):
+    route = respx.get(TICKETS).mock(return_value=httpx.Response(200, headers={"Content-Encoding": "gzip"}, stream=Wire(b"\x1f\x8b not gzip"))
+    )
+    with pytest.raises(RetryLater, match=r"could not be completed \(DecodingError: the gzip body could not be unpacked"):
+        make_client(clock).get_json(TICKETS)
+    assert route.call_count == 5
 
 
 @respx.mock

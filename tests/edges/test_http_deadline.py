@@ -13,9 +13,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
+import respx
 
-from bridge.edges.http import RetryPolicy, SourceClient, build_client
+from bridge.config import HttpConfig
+from bridge.edges.http import DeadlineTransport, RetryPolicy, SourceClient, build_client
 from bridge.errors import OutcomeUnknown, RetryLater, RunBoundReached
 
 BYTE_EVERY = 0.2
@@ -104,7 +107,7 @@ def trickle(request: pytest.FixtureRequest) -> Iterator[TrickleServer]:
 
 
 def source_for(server: TrickleServer, settings: Settings, **options: object) -> SourceClient:
-    policy = RetryPolicy(max_attempts=settings.max_attempts, sleep=Sleeps())
+    policy = RetryPolicy(max_attempts=settings.max_attempts, max_wait=settings.max_wait, sleep=Sleeps())
     return SourceClient("slow", build_client(server.url, http=settings), policy, **options)
 
 
@@ -143,3 +146,56 @@ def test_the_request_deadline_is_cut_to_the_time_the_run_has_left(trickle):
     assert "Stopped this source; the next run resumes from the saved cursor" in message
     assert caught.value.exit_code == 3
     assert len(trickle.trickled) == 1 and trickle.trickled[0] < FEW_BYTES
+
+
+def test_the_retry_bound_counts_the_attempts_not_only_the_waits(trickle):
+    # Each attempt spends its 1 s deadline; the first backoff is 1-2 s. Counting only the waits,
+    # a 2 s bound would allow a second attempt; counting the first attempt's second, it does not.
+    source = source_for(trickle, Settings(timeout=0.5, deadline=1, max_attempts=5, max_wait=2))
+    with pytest.raises(RetryLater) as caught:
+        source.get("/api/v2/tickets.json")
+    assert source.requests_made == 1 and len(trickle.trickled) == 1
+    message = str(caught.value)
+    assert "would pass the retry bound (http.max_wait = 2s; 0s waited already), which bounds the whole time of this request, " in message
+    assert "its attempts included (1s in 1 attempt(s))" in message
+
+
+def test_a_short_timeout_left_alone_gets_a_short_deadline():
+    # http.timeout = "5s" with every other key at its default: each attempt is cut at 30 s, not 2m.
+    client = build_client("http://127.0.0.1:9", http=HttpConfig(timeout="5s"))
+    assert isinstance(client._transport, DeadlineTransport) and client._transport.deadline == 30
+    client = build_client("http://127.0.0.1:9", http=HttpConfig())
+    assert isinstance(client._transport, DeadlineTransport) and client._transport.deadline == 120
+
+
+class Clock:
+    """A monotonic clock that moves only when the client sleeps or an attempt takes its time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@respx.mock
+def test_a_request_whose_attempts_each_take_their_deadline_stops_within_max_wait():
+    # The reported case: every attempt trickles until its 31 s deadline, default max_wait (2m) and
+    # max_attempts (5). The 4th attempt starts at 100-103 s and ends past 2m: no 5th one starts.
+    clock = Clock()
+
+    def trickled(request: httpx.Request) -> httpx.Response:
+        clock.now += 31
+        raise httpx.ReadTimeout("the request did not complete within http.deadline = 31s")
+
+    route = respx.get("https://acme.example/api/v2/tickets.json").mock(side_effect=trickled)
+    policy = RetryPolicy.from_config(HttpConfig(), sleep=clock.sleep, monotonic=clock.monotonic)
+    source = SourceClient("slow", build_client("https://acme.example", http=HttpConfig()), policy)
+    with pytest.raises(RetryLater) as caught:
+        source.get("/api/v2/tickets.json")
+    assert route.call_count == 4 and source.requests_made == 4
+    assert clock.now - 1000 <= 120 + 31  # no attempt began past the bound; the last one ran its deadline
+    assert "(http.max_wait = 120s;" in str(caught.value) and "its attempts included (124s in 4 attempt(s))" in str(caught.value)
