@@ -357,3 +357,16 @@ def test_a_url_with_user_info_shows_none(clock):
     with pytest.raises(RetriableSourceError) as caught:
         source.get_json("https://bot:hunter22@acme.zendesk.com/api/v2/incremental/tickets/cursor.json")
     assert "hunter22" not in str(caught.value) and "bot:" not in str(caught.value)
+
+
+def test_a_response_the_transport_already_read_is_kept_and_bounded(clock):
+    # httpx.MockTransport (the connector conformance kit) hands back responses httpx has read.
+    large = httpx.Response(200, content=b" " * (2 * MIB))
+    del large.headers["Content-Length"]  # as a chunked body arrives
+    pages = {"small": httpx.Response(200, json={"ok": 1}), "large": large}
+    transport = httpx.MockTransport(lambda request: pages[request.url.path.strip("/")])
+    policy = RetryPolicy(sleep=clock.sleep, clock=lambda: NOW, monotonic=clock.monotonic)
+    source = SourceClient("zd", build_client(ZD_URL, http=HttpConfig(), transport=transport), policy, max_body_mb=1)
+    assert source.get_json("/small") == {"ok": 1}
+    with pytest.raises(ResponseTooLarge, match=r"\(more than 1,048,576 bytes arrived\)"):
+        source.get_json("/large")
