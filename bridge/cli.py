@@ -161,9 +161,6 @@ def _say(text: str = "", *, err: bool = False, nl: bool = True) -> None:
     click.echo(redact(text), err=err, nl=nl)
 
 
-exit_code_for = exit_code_of  # the exit code (and the runs row's) for a command ended by an error
-
-
 _STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
@@ -212,7 +209,7 @@ def _stopped(ctx: click.Context, error: KeyboardInterrupt) -> None:
     how = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
     with suppress(OSError):  # after SIGHUP the terminal may be gone
         _say(f"Stopped by {how}; the next run resumes where this one left off", err=True)
-    ctx.exit(exit_code_for(error))
+    ctx.exit(exit_code_of(error))
 
 
 def _fail(ctx: click.Context, error: BaseException, code: int, *, unexpected: bool = False, message: str | None = None) -> None:
@@ -420,7 +417,7 @@ def _check_sources(config: Config, state: AppState) -> dict[str, dict[str, Any]]
             for name in config.sources:
                 results[name] = _check_one_source(config, name)
         except BaseException as error:  # record the crash (or the signal), then let the CLI report it
-            store.finish_run(run_id, exit_code=exit_code_for(error), sources=results, error=f"{type(error).__name__}: {error}")
+            store.finish_run(run_id, exit_code=exit_code_of(error), sources=results, error=f"{type(error).__name__}: {error}")
             raise
         failed = sum(1 for result in results.values() if not result["ok"])
         store.finish_run(run_id, exit_code=EXIT_PARTIAL if failed else EXIT_OK, sources=results)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from datetime import datetime
 
-__all__ = ["ValueMapper"]
+from bridge.model import from_iso
+
+__all__ = ["ValueMapper", "instant"]
 
 
 class ValueMapper:
@@ -46,3 +49,14 @@ def _text(raw: object, what: str) -> str:
     if isinstance(raw, bool) or not isinstance(raw, str | int):
         raise ValueError(f"the {what} is {raw!r}, not a value")
     return str(raw)
+
+
+def instant(text: object, what: str) -> datetime:
+    """An ISO 8601 time with an offset from a raw record; ``ValueError`` naming ``what`` otherwise
+    (the pull loop quarantines the record). Naive text is refused, never read as UTC."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what} is {text!r}, not an ISO 8601 time")
+    try:
+        return from_iso(text)
+    except ValueError as error:
+        raise ValueError(f"{what} is unreadable ({error})") from None

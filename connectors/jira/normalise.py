@@ -30,9 +30,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from bridge.framework.mapping import ValueMapper
+from bridge.framework.mapping import ValueMapper, instant
 from bridge.framework.roster import AgentRoster
-from bridge.model import EventKind, Ticket, TicketEvent, from_iso, markers_in
+from bridge.model import EventKind, Ticket, TicketEvent, markers_in
 
 __all__ = [
     "DEFAULT_PRIORITIES",
@@ -95,9 +95,9 @@ class JiraRecords:
         fields = raw.get("fields")
         if not isinstance(fields, Mapping):
             raise ValueError(f"{name}: fields is {type(fields).__name__}, not an object (ask the search for fields)")
-        created = _instant(fields.get("created"), f"{name}: fields.created")
+        created = instant(fields.get("created"), f"{name}: fields.created")
         updated_text = fields.get("updated") or fields.get("created")
-        updated = _instant(updated_text, f"{name}: fields.updated")
+        updated = instant(updated_text, f"{name}: fields.updated")
         resolved = fields.get("resolutiondate")
         status = fields.get("status")
         if not isinstance(status, Mapping):
@@ -131,7 +131,7 @@ class JiraRecords:
             type=self._field("type", fields),
             created_at=created,
             updated_at=updated,
-            resolved_at=_instant(resolved, f"{name}: fields.resolutiondate") if resolved is not None else None,
+            resolved_at=instant(resolved, f"{name}: fields.resolutiondate") if resolved is not None else None,
             fields={field: value for field, value in fields.items() if field.startswith("customfield_")},
             tags=list(labels or []),
             version=str(updated_text),
@@ -353,22 +353,13 @@ def _issue_name(raw: Any) -> str:
     return f"an issue record ({type(raw).__name__})"
 
 
-def _instant(text: Any, what: str) -> datetime:
-    if not isinstance(text, str):
-        raise ValueError(f"{what} is {text!r}, not an ISO 8601 time")
-    try:
-        return from_iso(text)
-    except ValueError as error:
-        raise ValueError(f"{what} is unreadable ({error})") from None
-
-
 def _moment(value: Any, what: str) -> datetime:
     """A changelog or comment time: text with an offset; the bulk changelog's spec example shows
     a number, read as epoch milliseconds or seconds by its size."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         millis = value if abs(value) >= _EPOCH_MILLIS_FROM else value * 1000
         return _EPOCH + timedelta(milliseconds=millis)
-    return _instant(value, what)
+    return instant(value, what)
 
 
 def _date_dto(value: Mapping[str, Any], what: str) -> datetime:
@@ -376,7 +367,7 @@ def _date_dto(value: Mapping[str, Any], what: str) -> datetime:
     millis = value.get("epochMillis")
     if isinstance(millis, int) and not isinstance(millis, bool):
         return _EPOCH + timedelta(milliseconds=millis)
-    return _instant(value.get("jira") or value.get("iso8601"), what)
+    return instant(value.get("jira") or value.get("iso8601"), what)
 
 
 def _text(value: Any) -> str | None:

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from bridge.framework.mapping import ValueMapper
+from bridge.framework.mapping import ValueMapper, instant
 from bridge.framework.roster import AgentRoster
-from bridge.model import EventKind, Ticket, TicketEvent, from_iso, markers_in
+from bridge.model import EventKind, Ticket, TicketEvent, markers_in
 
 __all__ = ["DEFAULT_FIELDS", "DEFAULT_PRIORITIES", "DEFAULT_STATUSES", "ZendeskRecords", "sideloaded_names"]
 
@@ -58,8 +58,8 @@ class ZendeskRecords:
         number = raw.get("id")
         if not isinstance(number, int) or isinstance(number, bool):
             raise ValueError(f"ticket without an integer id ({number!r})")
-        created = _instant(raw.get("created_at"), f"ticket {number}: created_at")
-        updated = _instant(raw.get("updated_at") or raw.get("created_at"), f"ticket {number}: updated_at")
+        created = instant(raw.get("created_at"), f"ticket {number}: created_at")
+        updated = instant(raw.get("updated_at") or raw.get("created_at"), f"ticket {number}: updated_at")
         custom = {str(item.get("id")): item.get("value") for item in _list(raw.get("custom_fields")) if isinstance(item, dict)}
         status_raw = raw.get("status")
         return [Ticket(
@@ -112,7 +112,7 @@ class ZendeskRecords:
         if not isinstance(number, int) or isinstance(number, bool):
             raise ValueError(f"ticket event {raw.get('id')} without an integer ticket_id")
         if raw.get("created_at"):
-            at = _instant(raw["created_at"], f"ticket event {raw.get('id')}: created_at")
+            at = instant(raw["created_at"], f"ticket event {raw.get('id')}: created_at")
         else:
             stamp = raw.get("timestamp")
             if not isinstance(stamp, int) or isinstance(stamp, bool):
@@ -126,7 +126,7 @@ class ZendeskRecords:
             kind = child.get("event_type") or child.get("type")
             if kind == "Comment":
                 author = child.get("author_id")
-                when = _instant(child["created_at"], f"ticket event {raw.get('id')}: comment time") if child.get("created_at") else at
+                when = instant(child["created_at"], f"ticket event {raw.get('id')}: comment time") if child.get("created_at") else at
                 if child.get("public") is not True:
                     # An internal note never moves a clock; the markers in it say which of
                     # sla-bridge's notes the ticket already holds (whichever store posted them).
@@ -167,15 +167,6 @@ def _changes(child: Mapping[str, Any]) -> Iterable[tuple[str, Any, Any]]:
     for name in ("status", "priority"):
         if name in child:
             yield name, child[name], child.get("previous_value")
-
-
-def _instant(text: Any, what: str) -> datetime:
-    if not isinstance(text, str):
-        raise ValueError(f"{what} is {text!r}, not an ISO 8601 time")
-    try:
-        return from_iso(text)
-    except ValueError as error:
-        raise ValueError(f"{what} is unreadable ({error})") from None
 
 
 def _list(value: Any) -> list[Any]:
