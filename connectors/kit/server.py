@@ -6,8 +6,9 @@ limits), ``error`` (its error bodies) and ``endless_page`` (a page that always s
 follows). The base serves it in-process (:meth:`SandboxServer.transport`) or on a loopback port
 (:meth:`SandboxServer.serve`), logs every request, and injects faults:
 
-- ``429`` (the vendor's body), ``429_text`` (a plain-text body, as edge proxies send), ``500``,
-  ``503``, ``504`` (an HTML body), each with an optional ``Retry-After``;
+- ``429`` (the vendor's body), ``429_text`` (a plain-text body, as edge proxies send),
+  ``429_html`` (an HTML error page, as some vendors' gateways send), ``500``, ``503``, ``504`` (an
+  HTML body), each with an optional ``Retry-After``;
 - ``slow`` (the answer waits ``delay`` seconds), ``malformed`` (the body is cut in half);
 - ``repeat`` (the previous answer on that path again: its continuation comes back a second
   time), ``endless`` (a page that always says more follows, with a new continuation each time);
@@ -17,6 +18,10 @@ A fault applies to the requests whose path contains ``path``, after the first ``
 ``times`` times. Links a sandbox renders go through :meth:`SandboxServer.link`, on the origin the
 request came to, as a real server's do; a request that arrives for another origin is counted in
 ``foreign_requests`` (a client that followed a foreign link).
+
+The request log (``requests``) holds each request's method, path and query; a sandbox whose
+client sends its continuation in a POST body (a JSON search) names what tells one request from
+another through :meth:`SandboxServer.describe`, so a test can see which page was asked for.
 
 Every answer carries a ``Date`` header (RFC 9110, section 6.6.1: IMF-fixdate) from the
 sandbox's own clock (:meth:`SandboxServer.now`), as every real HTTP server's does: a client that
@@ -142,6 +147,11 @@ class SandboxServer:
     def not_found(self) -> httpx.Response:
         return json_response(404, {"error": "not found"})
 
+    def describe(self, request: httpx.Request, query: Query) -> Query:
+        """What the request log keeps of a request besides its method and path: its query, unless
+        the sandbox adds what its body says (a search sent as POST carries its cursor there)."""
+        return query
+
     # -- faults and the request log -------------------------------------------------------
 
     def inject(self, kind: str, *, times: int = 1, path: str = "", retry_after: int | None = None, delay: float = 0.0,
@@ -187,7 +197,7 @@ class SandboxServer:
     def _handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path.removesuffix(".json")
         query = parse_qs(request.url.query.decode())
-        self.requests.append((request.method, path, query))
+        self.requests.append((request.method, path, self.describe(request, query)))
         origin = f"{request.url.scheme}://{request.url.netloc.decode()}"
         if origin == FOREIGN_ORIGIN:
             self.foreign_requests += 1
@@ -209,7 +219,7 @@ class SandboxServer:
             endless = self.endless_page(request, path, query)
             if endless is not None:
                 return endless
-        if fault is not None and fault.kind in ("429", "429_text", "500", "503", "504"):
+        if fault is not None and fault.kind in ("429", "429_text", "429_html", "500", "503", "504"):
             return self._fault_response(fault)
         try:
             body = json.loads(request.content) if request.content else {}
@@ -229,6 +239,9 @@ class SandboxServer:
             return httpx.Response(429, headers={"Content-Type": "text/plain", **headers}, text="Too Many Requests")
         if fault.kind == "429":
             return self.error(429, headers)
+        if fault.kind == "429_html":
+            return httpx.Response(429, headers={"Content-Type": "text/html; charset=utf-8", **headers},
+                                  text="<html><head><title>429 Too Many Requests</title></head><body>Too Many Requests</body></html>")
         return httpx.Response(int(fault.kind), headers={"Content-Type": "text/html", **headers},
                               text="<html><body>Service Unavailable</body></html>")
 
