@@ -141,14 +141,16 @@ class JiraRecords:
         spec = self.fields.get(role)
         return None if spec is None else _value_text(fields.get(spec))
 
-    def events(self, issue_id: Any, histories: Any, comments: Any, roster: AgentRoster) -> list[TicketEvent]:
+    def events(self, issue_id: Any, histories: Any, comments: Any, roster: AgentRoster, *, scope: str = "") -> list[TicketEvent]:
         """The history of one issue that matters: status and priority changes from its changelog
         (``values`` of ``issue/{key}/changelog``, or ``changeHistories`` of ``changelog/bulkfetch``),
         replies from its public comments (an agent's iff ``roster`` says the author was an agent
         when they wrote it), and the sla-bridge markers in its internal comments.
 
         ``issue_id`` is the numeric issue id (``Ticket.external_id``), never the key: the events
-        must land on the same ticket as :meth:`ticket`'s.
+        must land on the same ticket as :meth:`ticket`'s. ``scope`` (the issue's project key)
+        qualifies the roster's users: an agent of one service project is not one of another's,
+        so the connector keeps them as ``PROJECT/accountId``.
         """
         number = str(issue_id) if isinstance(issue_id, int | str) and not isinstance(issue_id, bool) else None
         if number is None or not _ISSUE_ID.fullmatch(number):
@@ -163,7 +165,7 @@ class JiraRecords:
         for history in histories:
             result.extend(self._changes(ticket_id, name, history))
         for comment in comments:
-            result.extend(self._comment(ticket_id, name, comment, roster))
+            result.extend(self._comment(ticket_id, name, comment, roster, scope))
         return result
 
     def _changes(self, ticket_id: str, name: str, history: Any) -> Iterable[TicketEvent]:
@@ -200,7 +202,7 @@ class JiraRecords:
                                   from_value=self.values.priority(before) if before else None,
                                   to_value=self.values.priority(after) if after else None)
 
-    def _comment(self, ticket_id: str, name: str, comment: Any, roster: AgentRoster) -> list[TicketEvent]:
+    def _comment(self, ticket_id: str, name: str, comment: Any, roster: AgentRoster, scope: str) -> list[TicketEvent]:
         if not isinstance(comment, Mapping) or not isinstance(comment.get("id"), str | int):
             raise ValueError(f"{name}: a comment without an id ({comment!r:.80})")
         where = f"{name}: comment {comment['id']}"
@@ -213,7 +215,8 @@ class JiraRecords:
             text = _body_text(comment.get("body"), f"{where}: body")
             return [TicketEvent(ticket_id, f"n{comment['id']}:{index}", "note", when, to_value=marker, author=author)
                     for index, marker in enumerate(markers_in(text), start=1)]
-        reply: EventKind = "agent_reply" if roster.was_agent(author, when) else "customer_reply"
+        who = f"{scope}/{author}" if scope and author is not None else author
+        reply: EventKind = "agent_reply" if roster.was_agent(who, when) else "customer_reply"
         return [TicketEvent(ticket_id, f"c{comment['id']}", reply, when, author=author)]
 
     def sla_fields(self, raw: Any, field_ids: Iterable[str]) -> dict[str, Any]:
