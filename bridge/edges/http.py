@@ -479,7 +479,7 @@ def _vendor_says(response: httpx.Response) -> str:
         body = response.text
     if isinstance(body, dict):
         parts = []
-        for key in ("error", "title", "description", "detail", "message", "errorMessages", "errors"):
+        for key in ("error", "title", "description", "detail", "message", "errorMessage", "errorMessages", "errors"):
             value = body.get(key)
             if value:
                 parts.append(value if isinstance(value, str) else json.dumps(value, sort_keys=True))

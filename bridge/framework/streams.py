@@ -175,7 +175,9 @@ class Stream:
     - ``record_id(record)``: the id a quarantined record is kept under;
     - ``prepare()``: look-ups the records need, once per walk before the first request;
     - ``expand(tickets)``: history fetched for a page's tickets (with requests of its own),
-      committed with the page;
+      committed with the page; a ticket whose fetched history cannot be read is yielded as a
+      :class:`~bridge.model.QuarantinedRecord` under its external id: it is quarantined and
+      counted, leaves the page with its events, and the page goes on;
     - ``on_repeat``: what it means when this stream's paging repeats itself, for the message.
     """
 
@@ -188,7 +190,7 @@ class Stream:
     context: Callable[[Any], Any] = _whole_data
     record_id: Callable[[Any], str] = _first_id
     prepare: Callable[[], object] | None = None
-    expand: Callable[[list[Ticket]], Iterable[TicketEvent]] | None = None
+    expand: Callable[[list[Ticket]], Iterable[TicketEvent | QuarantinedRecord]] | None = None
     on_repeat: str = ""
 
 
@@ -262,6 +264,24 @@ def _normalise_page(stream: Stream, source: str, request: Request, data: Any, li
     return page, found, trusted
 
 
+def _expand(stream: Stream, page: Page) -> None:
+    """The history ``stream.expand`` fetches for the page's tickets, into the page. A ticket
+    whose history it could not read is quarantined (``record_id``: the ticket's external id)
+    and leaves the page with it: judged without its history, it would get a wrong verdict."""
+    assert stream.expand is not None
+    withheld: set[str] = set()
+    for found in stream.expand(page.tickets):
+        if isinstance(found, QuarantinedRecord):
+            page.quarantined.append(found)
+            withheld.add(found.record_id)
+        else:
+            page.events.append(found)
+    if withheld:
+        dropped = {ticket.id for ticket in page.tickets if ticket.external_id in withheld}
+        page.tickets = [ticket for ticket in page.tickets if ticket.id not in dropped]
+        page.events = [event for event in page.events if event.ticket_id not in dropped]
+
+
 @dataclass(slots=True)
 class Walk:
     """What one walk of a stream saw besides its records, for how far its data is complete.
@@ -325,7 +345,7 @@ def read_stream(stream: Stream, http: SourceClient, *, cursor: str | None, horiz
                 raise PaginationError("a page's records cannot be read, and this paginator needs them to find the next page")
             records = raw_records or []
             if stream.expand is not None and page.tickets:
-                page.events.extend(stream.expand(page.tickets))
+                _expand(stream, page)
             turn = paginator.read(request, response, data, records)
             following = stream.resume.after(cursor, turn, trusted)
             _check_cursor(stream, following, cursor, horizon, limit, source)

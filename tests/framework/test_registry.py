@@ -14,13 +14,14 @@ from connectors.zendesk import ZendeskConnector
 
 def test_the_built_in_connector_comes_from_its_entry_point(monkeypatch):
     monkeypatch.setattr(registry, "_registry", {})  # nothing imported yet
-    assert "zendesk" in registry.systems()
+    assert {"zendesk", "jira"} <= set(registry.systems())
     assert registry.connector_class("zendesk") is ZendeskConnector
-    assert registry.sandbox_systems() == ["zendesk"]
+    assert registry.connector_class("jira").__name__ == "JiraConnector"
+    assert registry.sandbox_systems() == ["jira", "zendesk"]
 
 
 def test_an_unknown_system_names_the_ones_there_are():
-    with pytest.raises(ConnectorUnavailable, match=r"no connector for system 'freshdesk' \(available: zendesk\)"):
+    with pytest.raises(ConnectorUnavailable, match=r"no connector for system 'freshdesk' \(available: jira, zendesk\)"):
         registry.connector_class("freshdesk", source="fd")
 
 
