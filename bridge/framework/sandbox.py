@@ -53,8 +53,10 @@ class SandboxClass(Protocol):
     first_stream: str
     page_size: int
 
-    def for_demo(self, tickets: int, seed: int) -> Sandbox:
-        """Sized and paced for ``sla-bridge demo`` (real time)."""
+    def for_demo(self, tickets: int, seed: int, *, deal: tuple[int, int] = (0, 1)) -> Sandbox:
+        """Sized and paced for ``sla-bridge demo`` (real time). ``deal`` = (index, of): this
+        helpdesk holds the story's tickets whose number leaves remainder ``index`` divided by
+        ``of``, so one story is dealt between the demo's helpdesks."""
         ...
 
     def for_tests(self, tickets: int, *, anchor: datetime) -> Sandbox:

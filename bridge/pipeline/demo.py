@@ -31,8 +31,10 @@ class RunningSandbox:
 def start_sandboxes(stack: ExitStack, tickets: int, seed: int) -> dict[str, RunningSandbox]:
     """Every sandbox on a loopback port for the life of ``stack``, by source name."""
     running: dict[str, RunningSandbox] = {}
-    for system in sandbox_systems():
-        box = sandbox_class(system).for_demo(tickets=tickets, seed=seed)
+    systems = sandbox_systems()
+    for index, system in enumerate(systems):
+        # One story dealt between the helpdesks: each customer's tickets live partly in each.
+        box = sandbox_class(system).for_demo(tickets=tickets, seed=seed, deal=(index, len(systems)))
         url = stack.enter_context(box.serve())
         token_env = f"SLA_DEMO_{system.upper()}_TOKEN"
         os.environ[token_env] = box.token
@@ -40,7 +42,7 @@ def start_sandboxes(stack: ExitStack, tickets: int, seed: int) -> dict[str, Runn
     return running
 
 CONTRACTS = """\
-# Written by `sla-bridge demo`: three customers, three contracts, one helpdesk sandbox.
+# Written by `sla-bridge demo`: three customers, three contracts, their tickets in every helpdesk sandbox.
 
 [store]
 path = "sla-bridge.db"

@@ -113,6 +113,7 @@ class ZendeskSandbox(SandboxServer):
         account_limit_per_minute: int = 700,
         subdomain: str = "sandbox",
         role: str = "admin",
+        deal: tuple[int, int] = (0, 1),
     ) -> None:
         self.base_url = f"https://{subdomain}.zendesk.com"
         super().__init__(clock=clock)
@@ -140,12 +141,13 @@ class ZendeskSandbox(SandboxServer):
         self._next_event_id = 9_000_000_000
         self._next_child_id = 7_000_000_000
         self._endless = 0
-        self._seed(tickets, seed)
+        self._seed(tickets, seed, deal)
 
     @classmethod
-    def for_demo(cls, tickets: int, seed: int) -> ZendeskSandbox:
-        """30 export requests a minute (Zendesk's High Volume add-on), so a quarter pulls without a pause."""
-        return cls(tickets, seed=seed, export_limit_per_minute=30)
+    def for_demo(cls, tickets: int, seed: int, *, deal: tuple[int, int] = (0, 1)) -> ZendeskSandbox:
+        """30 export requests a minute (Zendesk's High Volume add-on), so a quarter pulls without a pause.
+        ``deal``: only the story's tickets whose number % of == index (the rest live in other helpdesks)."""
+        return cls(tickets, seed=seed, export_limit_per_minute=30, deal=deal)
 
     @classmethod
     def for_tests(cls, tickets: int, *, anchor: datetime) -> ZendeskSandbox:
@@ -154,10 +156,13 @@ class ZendeskSandbox(SandboxServer):
 
     # -- data -----------------------------------------------------------------------------
 
-    def _seed(self, count: int, seed: int) -> None:
+    def _seed(self, count: int, seed: int, deal: tuple[int, int]) -> None:
         latest = self.anchor - timedelta(minutes=5)
         plans: list[tuple[datetime, int, Step]] = []
+        index, of = deal
         for story in tell(count, seed=seed, latest=latest):
+            if story.number % of != index:
+                continue
             org = list(ORGANIZATIONS)[story.customer]
             number = story.number
             created = story.created
