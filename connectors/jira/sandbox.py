@@ -634,7 +634,7 @@ class JiraSandbox(SandboxServer):
             plans.extend((self._ms(step.at), story.number, index, step) for index, step in enumerate(story.steps))
             if self._rng.random() < 0.04 and len(story.steps) > 1 and not any(s.delete for s in story.steps):
                 first, last = story.steps[0].at, story.steps[-1].at
-                entries = self._rng.randrange(25, 61)
+                entries = self._rng.randrange(13, 31) * 2  # pairs: each change is undone by the next
                 for index in range(entries):
                     moment = first + (last - first) * (index + 1) / (entries + 2)
                     plans.append((self._ms(moment), story.number, 1000 + index, ("churn", index)))
@@ -676,16 +676,17 @@ class JiraSandbox(SandboxServer):
             by = AUTOMATION_ID if step.actor == "requester" else author
             self._transition(issue, target, by, moment)
 
-    def _churn(self, number: int, moment: datetime, index: int) -> None:
-        """One of a long history's extra histories: labels, assignee, priority or a status bounce,
-        each undone by the next so the story's own course stays as it was."""
+    def _churn(self, number: int, moment: datetime, index: int, *, bounce: bool = True) -> None:
+        """One of a long history's extra histories: labels, assignee, priority or (``bounce``) a
+        status bounce between two statuses the story reads alike, each undone by the next, so
+        the story's own course stays as it was."""
         issue = self.issues.get(number)
         if issue is None:
             return
         agent = issue.assignee or self.agents[0]
         kind = ("label", "assignee", "priority", "status")[(index // 2) % 4]
         undo = index % 2 == 1
-        if kind == "status" and issue.status in (WAITING_SUPPORT, IN_PROGRESS):
+        if kind == "status" and bounce and issue.status in (WAITING_SUPPORT, IN_PROGRESS):
             self._transition(issue, IN_PROGRESS if issue.status == WAITING_SUPPORT else WAITING_SUPPORT, agent, moment)
         elif kind == "assignee":
             other = next(a for a in self.agents if a != issue.assignee) if not undo else self._original_assignee(issue)
@@ -798,6 +799,19 @@ class JiraSandbox(SandboxServer):
             if issue.status in (WAITING_CUSTOMER, RESOLVED):
                 self._transition(issue, WAITING_SUPPORT, AUTOMATION_ID, moment)
 
+    def agent_replies(self, number: int, at: datetime | None = None, *, waiting: bool = False) -> None:
+        """The assignee answers publicly, and with ``waiting`` moves the issue to "Waiting for
+        customer" (the resolution SLA pauses); otherwise an unanswered issue goes "In Progress"."""
+        with self._lock:
+            issue = self.issues[number]
+            self._before_change(issue)
+            moment = at or self.now()
+            agent = issue.assignee or self.agents[0]
+            self._comment(issue, agent, "Could you send the logs?" if waiting else "Looking into it.", True, moment)
+            target = WAITING_CUSTOMER if waiting else IN_PROGRESS
+            if issue.status != target and (waiting or issue.status == WAITING_SUPPORT):
+                self._transition(issue, target, agent, moment)
+
     def agent_edits(self, number: int, labels: list[str] | None = None, at: datetime | None = None) -> None:
         """An agent edits the issue in the UI (moves ``updated``): its labels, or its summary."""
         with self._lock:
@@ -812,13 +826,15 @@ class JiraSandbox(SandboxServer):
                                                       "fromString": f"Request {number}", "to": None, "toString": f"Request {number}"}])
 
     def long_history(self, number: int, entries: int) -> None:
-        """``entries`` more histories on issue ``number`` (label, assignee, priority churn and
-        status bounces), between its creation and its last change, so the inline changelog truncates."""
+        """``entries`` (rounded up to even) more histories on issue ``number``, label, assignee and
+        priority churn each undone by the next, between its creation and its last change, so the
+        inline changelog truncates. (No status bounces: they would cross the story's own statuses.)"""
         with self._lock:
             issue = self.issues[number]
             first, last = issue.created, issue.updated
+            entries += entries % 2
             for index in range(entries):
-                self._churn(number, first + (last - first) * (index + 1) / (entries + 2), index)
+                self._churn(number, first + (last - first) * (index + 1) / (entries + 2), index, bounce=False)
             issue.updated = max(issue.updated, last)
 
     def malform(self, number: int) -> None:
@@ -1132,7 +1148,7 @@ class JiraSandbox(SandboxServer):
             if items:
                 schema["items"] = items
             name = self._custom_name(role)
-            return {"id": fid, "key": fid, "name": name, "untranslatedName": name, "custom": True, "orderable": True, "navigable": True,
+            return {"id": fid, "key": fid, "name": name, "custom": True, "orderable": True, "navigable": True,
                     "searchable": True, "clauseNames": [f"cf[{number}]", name], "schema": schema}
 
         jsm = "com.atlassian.servicedesk:"
@@ -1562,7 +1578,7 @@ class JiraSandbox(SandboxServer):
             return self._error(400, [], errors)
         self._before_change(issue)
         moment = self.now()
-        updated = issue.updated
+        updated, first_new = issue.updated, self._next_history + 1
         for name, value in changes.items():
             if name == "labels":
                 self._set_labels(issue, value, self.bot, moment)
@@ -1574,6 +1590,10 @@ class JiraSandbox(SandboxServer):
                 pass  # the summary is derived from the id here; accepted, not kept
             else:
                 self._set_text(issue, "sla_status" if name == self.field_ids["sla_status"] else "service", value, self.bot, moment)
+        new = [history for history in issue.histories if history.id >= first_new]
+        if len(new) > 1:  # one edit is one history, its items one per field changed
+            new[0].items = [item for history in new for item in history.items]
+            issue.histories = [history for history in issue.histories if history not in new[1:]]
         if issue.updated != updated:
             notify = (query.get("notifyUsers") or ["true"])[0].lower() != "false"
             if notify or not self.admin:  # notifyUsers=false needs Administer Projects; silently ignored otherwise
