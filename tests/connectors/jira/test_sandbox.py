@@ -797,3 +797,41 @@ def test_the_document_patch_is_needed() -> None:
     assert not raw.doc["components"]["schemas"]["ChangeDetails"]["properties"]["from"].get("nullable")
     assert '"from":null' in raw.doc["paths"]["/rest/api/3/issue/{issueIdOrKey}/changelog"]["get"]["responses"]["200"]["content"][
         "application/json"]["example"]
+
+
+# -- read by the connector's own normaliser -----------------------------------------------
+
+
+def test_the_connectors_normaliser_reads_every_issue_and_its_whole_history(box: JiraSandbox) -> None:
+    """What the sandbox serves is what connectors/jira/normalise.py reads: each issue, its full
+    history (bulkfetch), its comments (replies by agents only where the account is an agent) and
+    its SLA fields, with no record refused."""
+    from bridge.framework.mapping import ValueMapper
+    from bridge.framework.roster import AgentRoster
+    from connectors.jira.normalise import DEFAULT_PRIORITIES, DEFAULT_STATUSES, JiraRecords
+
+    f = box.field_ids
+    values = ValueMapper(statuses=DEFAULT_STATUSES, priorities=DEFAULT_PRIORITIES)
+    records = JiraRecords("src", box.base_url, values, {"customer": f["organizations"], "service": f["service"]})
+    with client(box) as http:
+        raws = [i for page in walk(http, "project in (SUP, OPS) ORDER BY updated ASC, key ASC",
+                                   fields=[*FIELDS, *f.values()], expand="changelog", maxResults=100) for i in page["issues"]]
+        agents = {u["accountId"] for u in http.get("/rest/api/3/user/permission/search",
+                                                   params={"permissions": "SERVICEDESK_AGENT", "projectKey": "SUP", "maxResults": 1000}).json()}
+        logs = http.post("/rest/api/3/changelog/bulkfetch", json={"issueIdsOrKeys": [r["id"] for r in raws], "fieldIds": ["status", "priority"],
+                                                                  "maxResults": 10000}).json()
+    roster = AgentRoster()
+    roster.observe(agents, datetime(2026, 1, 1, tzinfo=UTC))
+    histories = {log["issueId"]: log["changeHistories"] for log in logs["issueChangeLogs"]}
+    tickets = [t for raw in raws for t in records.ticket(raw)]
+    assert len(tickets) == len(box.issues) and not values.unmapped
+    assert {t.customer for t in tickets} == {"ACME Ltd", "Globex", "Initech"} and {t.service for t in tickets} == {"email", "vpn", "printing"}
+    events = [e for raw in raws for e in records.events(raw["id"], histories.get(raw["id"], []), raw["fields"]["comment"]["comments"], roster)]
+    kinds = {e.kind for e in events}
+    assert {"status", "agent_reply", "customer_reply"} <= kinds
+    licensed = {uid for uid, a in box.accounts.items() if a.kind == "atlassian" and not a.agent}
+    by_licensed = [e for e in events if e.author in licensed]
+    assert by_licensed and all(e.kind == "customer_reply" for e in by_licensed)  # a licence is not an agent
+    assert all(e.author in agents for e in events if e.kind == "agent_reply")
+    slas = [records.sla_fields(raw, [f["first_response"], f["resolution"]]) for raw in raws]
+    assert any(s[f["resolution"]] for s in slas) and any(s[f["resolution"]] is None for s in slas)
