@@ -55,7 +55,11 @@ sections 2 to 6, 9 and 11; the platform and JSM OpenAPI documents in ../shared/v
   a project that is no service project, through ``outside_service_desk``), "Service" (a select)
   and "SLA status" (a single-line text field, the write-back target).
 - Errors in the platform shape ``{"errorMessages", "errors"}`` and the JSM shape
-  ``{"errorMessage", "i18nErrorMessage"}``, each where it applies; 401 for bad credentials.
+  ``{"errorMessage", "i18nErrorMessage"}``, each where it applies; 401 for bad credentials. (The
+  third shape, bulk operations' ``{"errors": [{"message"}]}``, belongs to routes not emulated.)
+- Hooks for tests: ``customer_replies``, ``agent_replies``, ``agent_edits``, ``noted``,
+  ``long_history``, ``malform``, ``unknown_value``, ``downgrade``, ``edit_screen_lacks``,
+  ``outside_service_desk``; ``public_comments_by`` and ``api_comments`` prove what was made public.
 - Rate limits: a per-second burst window per endpoint and method (429, ``Retry-After``,
   ``X-RateLimit-Limit``/``-Remaining``/``-Reset``, ``RateLimit-Reason: jira-burst-based``) and a
   per-issue write limit (``jira-per-issue-on-write``). Search results may lag writes by
@@ -64,7 +68,8 @@ sections 2 to 6, 9 and 11; the platform and JSM OpenAPI documents in ../shared/v
 Assumptions (behaviour the reference and the documents do not pin down, chosen here and marked
 "Assumption" where implemented): the error messages' exact wording (except the CHANGE-2046,
 vpOriginMissing, "not on the appropriate screen", "Unbounded JQL" and rate-limit texts, which
-are quoted from real answers); search tokens resume *after* the last issue's sort key (issues
+are quoted from real answers); an issue of a search that asks for no fields carries ``id``, ``key``
+and ``self`` (no ``fields``); search tokens resume *after* the last issue's sort key (issues
 changed mid-walk move, none is skipped), ties are broken by id, and a search without ORDER BY is
 ordered by id; epoch-millisecond literals are floored to the minute like the others; which
 comments the inline ``fields.comment`` keeps (the oldest); bulkfetch groups a page's histories

@@ -117,6 +117,37 @@ def test_a_token_is_tied_to_its_query_and_cannot_be_forged(box: JiraSandbox) -> 
     assert good.status_code == 200
 
 
+def test_a_token_expires_after_seven_days() -> None:
+    now = [ANCHOR]
+    site = make(20, clock=lambda: now[0])
+    with client(site) as http:
+        token = search(http, "project in (SUP, OPS)", maxResults=2).json()["nextPageToken"]
+        now[0] += timedelta(days=6, hours=23)
+        week_old = search(http, "project in (SUP, OPS)", maxResults=2, nextPageToken=token)
+        now[0] += timedelta(hours=2)
+        expired = search(http, "project in (SUP, OPS)", maxResults=2, nextPageToken=token)
+    assert week_old.status_code == 200 and expired.status_code == 400
+
+
+@pytest.mark.parametrize("body", [
+    {"jql": "project = SUP", "expand": ["changelog"]},  # a comma-delimited string, not a list
+    {"jql": "project = SUP", "startAt": 0},  # the old search's paging
+    {"jql": "project = SUP", "maxResults": "100"},
+    {"jql": "project = SUP", "fields": "summary,status"},
+    {"jql": "project = SUP", "reconcileIssues": list(range(1, 52))},
+])
+def test_the_search_body_is_checked_as_its_request_bean(box: JiraSandbox, body: dict[str, Any]) -> None:
+    with client(box) as http:
+        answer = http.post("/rest/api/3/search/jql", json=body)
+    assert answer.status_code == 400 and answer.json()["errorMessages"]
+
+
+def test_names_are_expanded_for_the_fields_returned(box: JiraSandbox) -> None:
+    with client(box) as http:
+        issue = search(http, "project = SUP", maxResults=1, fields=["status", box.field_ids["resolution"]], expand="names").json()["issues"][0]
+    assert issue["names"] == {"status": "Status", box.field_ids["resolution"]: "Time to resolution"}
+
+
 def test_fields_default_to_the_id_alone_and_only_asked_fields_come_back(box: JiraSandbox) -> None:
     with client(box) as http:
         bare = search(http, "project = SUP", maxResults=1).json()["issues"][0]
@@ -548,7 +579,7 @@ def test_a_field_off_the_edit_screen_is_refused_by_name(fresh: JiraSandbox) -> N
     fresh.edit_screen_lacks(status_field)
     with client(fresh) as http:
         answer = http.put("/rest/api/3/issue/14", json={"fields": {status_field: "breached"}})
-        gone = http.put(f"/rest/api/3/issue/{min(make(60).gone or {99999})}", json={"fields": {"summary": "x"}})
+        gone = http.put("/rest/api/3/issue/99999", json={"fields": {"summary": "x"}})
     assert answer.status_code == 400
     assert answer.json() == {"errorMessages": [], "errors": {status_field: f"Field '{status_field}' cannot be set. "
                                                                             "It is not on the appropriate screen, or unknown."}}
