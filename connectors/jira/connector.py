@@ -132,6 +132,7 @@ class JiraConnector(Connector):
         self._resolved: dict[str, str] | None = None  # role -> this site's field id
         self._sla_ids: list[str] = []
         self._status_field: str | None = None
+        self._request_type: str | None = None
         self.records = JiraRecords(name, config.url, self.values, {})
         self._listed: dict[str, set[str]] | None = None  # project -> agents' account ids
         self._checked: dict[str, bool] = {}  # "PROJECT/accountId" -> agent, asked this run
@@ -172,6 +173,8 @@ class JiraConnector(Connector):
         if problems:
             raise BadRequest("; ".join(problems) + f" (`sla-bridge fields {self.name}` lists this site's fields)", source=self.name)
         self._sla_ids = sorted(str(f["id"]) for f in fields if _schema(f).get("custom") == SLA_FIELD)
+        # Always asked for: an issue without a request type takes its note through the platform route.
+        self._request_type = next((str(f["id"]) for f in fields if _schema(f).get("custom") == JSM_FIELDS["request_type"]), None)
         self._resolved = resolved
         self.records = JiraRecords(self.name, self.config.url, self.values, resolved)
         return resolved
@@ -302,8 +305,8 @@ class JiraConnector(Connector):
             jql += f" AND ({self.jira.jql})"
         millis = int(since.timestamp() * 1000)
         jql += f" AND updated >= {max(0, millis)} ORDER BY updated ASC, key ASC"
-        wanted = list(dict.fromkeys([*SEARCH_FIELDS, *resolved.values(), *self._sla_ids,
-                                     *([self._status_field] if self._status_field else [])]))
+        extra = [field for field in (self._status_field, self._request_type) if field]
+        wanted = list(dict.fromkeys([*SEARCH_FIELDS, *resolved.values(), *self._sla_ids, *extra]))
         return request.with_json(jql=jql, fields=wanted, expand="changelog", maxResults=PAGE_SIZE)
 
     def _issue(self, raw: Any, roster: object) -> list[Ticket | TicketEvent]:
@@ -478,9 +481,13 @@ class JiraConnector(Connector):
     def _note(self, plan: WritebackPlan, notes: Sequence[Note]) -> list[ItemResult]:
         items = [note_item(note.marker) for note in notes]
         service_desk, platform = internal_note_requests("\n\n".join(note.body for note in notes))
-        response = self.http.request("POST", f"/rest/servicedeskapi/request/{plan.external_id}/comment", json=service_desk,
-                                     accept=(400, 404, 413), idempotent=False)
-        if response.status_code == 404 and NO_REQUEST_TYPE in response.text:
+        kind = self._request_type
+        if kind and kind in plan.ticket.fields and plan.ticket.fields[kind] is None:
+            response = None  # pulled without a request type: JSM would answer 404 vpOriginMissing
+        else:
+            response = self.http.request("POST", f"/rest/servicedeskapi/request/{plan.external_id}/comment", json=service_desk,
+                                         accept=(400, 404, 413), idempotent=False)
+        if response is None or (response.status_code == 404 and NO_REQUEST_TYPE in response.text):
             # Not a customer request (no request type): the platform route, marked internal.
             response = self.http.request("POST", f"/rest/api/3/issue/{plan.external_id}/comment", json=platform,
                                          accept=(400, 404, 413), idempotent=False)
