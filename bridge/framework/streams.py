@@ -11,6 +11,8 @@ saved cursor, where the records are in a response and how to normalise one); the
   off the source's origin is never requested (:mod:`bridge.edges.http`);
 - a record that fails to normalise, for any reason, is quarantined with the reason and the raw
   record, and the page goes on; a page whose records cannot even be found is quarantined whole;
+  but a request that a normaliser or a page's context makes and that fails (a
+  :class:`~bridge.errors.SourceError`) stops the source, to be resumed: it is not the record's fault;
 - a cursor that would stand beyond ``now`` (plus :data:`CLOCK_SKEW`) is refused: the page is not
   kept, the old cursor stays, and the source stops;
 - a body that is not a JSON object, where the records are found by a path in one, is not a page
@@ -36,7 +38,7 @@ from urllib.parse import urlencode
 import httpx
 
 from bridge.edges.http import SourceClient
-from bridge.errors import CursorRefused, PageBoundReached, PaginationError, SkippableRecordError
+from bridge.errors import CursorRefused, PageBoundReached, PaginationError, SkippableRecordError, SourceError
 from bridge.framework.paginators import Paginator, RepeatedContinuation, Request, Turn, dig
 from bridge.framework.watermark import Watermark
 from bridge.model import Page, QuarantinedRecord, Ticket, TicketEvent
@@ -240,6 +242,10 @@ def _normalise_page(stream: Stream, source: str, request: Request, data: Any, li
     shared_problem: str | None = None
     try:
         context = stream.context(data)
+    except SourceError as error:
+        if not isinstance(error, SkippableRecordError):
+            raise  # a request the context made failed: the source stops (and resumes), nothing is set aside
+        shared_problem = f"the page's shared records cannot be read ({_reason(error)})"
     except Exception as error:  # noqa: BLE001 - without what they share, each record is kept aside, with why
         shared_problem = f"the page's shared records cannot be read ({_reason(error)})"
     trusted = []
@@ -259,6 +265,10 @@ def _normalise_page(stream: Stream, source: str, request: Request, data: Any, li
                     page.tickets.append(record)
                 else:
                     page.events.append(record)
+        except SourceError as error:
+            if not isinstance(error, SkippableRecordError):
+                raise  # a request made for this record failed: not the record's fault, so not quarantined
+            page.quarantined.append(QuarantinedRecord(source, _record_id(stream, raw), _reason(error), raw))
         except Exception as error:  # noqa: BLE001 - any failure of one record quarantines that record
             page.quarantined.append(QuarantinedRecord(source, _record_id(stream, raw), _reason(error), raw))
     return page, found, trusted

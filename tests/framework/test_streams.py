@@ -9,9 +9,9 @@ import pytest
 import respx
 
 from bridge.edges.http import RetryPolicy, SourceClient
-from bridge.errors import CursorRefused, PageBoundReached, PaginationError
+from bridge.errors import CursorRefused, PageBoundReached, PaginationError, RetriableSourceError
 from bridge.framework import CursorPaginator, FromToken, FromWatermark, Request, Stream, TokenPaginator, Watermark, epoch_seconds, read_stream
-from bridge.model import Ticket, TicketEvent
+from bridge.model import QuarantinedRecord, Ticket, TicketEvent
 
 BASE = "https://help.example.com"
 NOW = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
@@ -164,6 +164,32 @@ def test_expand_adds_history_to_the_page_that_brought_its_tickets():
     [page] = read(stream(expand=history))
     assert seen == [["help:1", "help:2"]]
     assert [(e.ticket_id, e.kind) for e in page.events] == [("help:1", "status"), ("help:2", "status")]
+
+
+@respx.mock
+def test_a_ticket_whose_expanded_history_cannot_be_read_leaves_the_page_quarantined():
+    respx.get(f"{BASE}/tickets").mock(return_value=httpx.Response(200, json={"tickets": [raw(1), raw(2)], "next": "c", "done": True}))
+
+    def history(tickets: list[Ticket]) -> list[TicketEvent | QuarantinedRecord]:
+        return [TicketEvent("help:1", "s1", "status", NOW, None, "open"), TicketEvent("help:2", "s1", "status", NOW, None, "open"),
+                QuarantinedRecord("help", "2", "history unreadable", {"changelog": "?"})]
+
+    [page] = read(stream(expand=history))
+    assert [t.id for t in page.tickets] == ["help:1"]  # not judged without its history
+    assert [e.ticket_id for e in page.events] == ["help:1"]
+    assert [(q.record_id, q.reason) for q in page.quarantined] == [("2", "history unreadable")]
+
+
+@pytest.mark.parametrize("where", ["context", "normalise"])
+@respx.mock
+def test_a_request_that_fails_while_reading_a_page_stops_the_source_and_quarantines_nothing(where: str):
+    respx.get(f"{BASE}/tickets").mock(return_value=httpx.Response(200, json={"tickets": [raw(1)], "next": "c", "done": True}))
+
+    def look_up(*args: object) -> list[Ticket]:
+        raise RetriableSourceError("GET /agents timed out", source="help")
+
+    with pytest.raises(RetriableSourceError, match="timed out"):
+        read(stream(**{where: look_up}))
 
 
 # -- watermarks: coarse filters read again with an overlap ----------------------------------------
