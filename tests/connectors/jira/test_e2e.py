@@ -166,3 +166,29 @@ def test_sync_judges_zendesk_and_jira_tickets_under_one_policy_and_a_rerun_write
     assert jira.public_comments_by(jira.bot) == []  # every note went in as internal
     noted = {marker for body in jira.writeback_summary().notes for marker in body.split() if marker.startswith("[sla-bridge:jsm:")}
     assert noted and all(m.startswith("[sla-bridge:jsm:") for m in noted)
+
+
+def test_a_change_the_search_shows_late_is_pulled_by_a_later_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search is eventually consistent: a change it does not show yet, while a later change
+    it shows moves the watermark past it, is still inside the next run's overlap."""
+    clock = Clock()
+    sandbox = JiraSandbox(60, seed=4, anchor=ANCHOR, clock=clock, burst_per_second=None, issue_writes=None)
+    monkeypatch.setenv("JIRA_TOKEN", sandbox.token)
+    late, prompt = [n for n, i in sorted(sandbox.issues.items()) if i.status not in ("6", "10003")][:2]
+    with sandbox.serve() as url:
+        config = config_for(sandbox, url, tmp_path)
+        with Store.open(tmp_path / "store.db") as store:
+            pull_all(config, store, clock.now)
+            clock.now += timedelta(minutes=1)
+            sandbox.search_lag = 300.0  # this change reaches the search index five minutes late
+            sandbox.agent_edits(late, labels=["late"])
+            sandbox.search_lag = 0.0
+            clock.now += timedelta(minutes=1)
+            sandbox.agent_edits(prompt, labels=["prompt"])
+            clock.now += timedelta(minutes=1)
+            pull_all(config, store, clock.now)
+            assert store.ticket(f"jira:{prompt}").tags == ["prompt"]  # the watermark is past `late` now
+            assert store.ticket(f"jira:{late}").tags != ["late"]  # not visible yet
+            clock.now += timedelta(minutes=5)
+            pull_all(config, store, clock.now)
+            assert store.ticket(f"jira:{late}").tags == ["late"]
