@@ -65,12 +65,16 @@ def dig(data: Any, path: str) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One request of a walk: a path on the source (or a URL it named), query and JSON body."""
+    """One request of a walk: a path on the source (or a URL it named), query and JSON body;
+    ``idempotent=True`` marks a read sent as POST."""
 
     url: str
     params: Mapping[str, Any] = field(default_factory=dict)
     method: str = "GET"
     json: Mapping[str, Any] | None = None
+    # A POST that only reads (Jira's search and bulk changelog) is safe to retry after a 5xx or a
+    # timeout: say so, or the HTTP layer treats it as a write whose outcome is unknown.
+    idempotent: bool | None = None
 
     def with_params(self, **changes: Any) -> Request:
         """A copy with query parameters set (a value of None removes the parameter)."""

@@ -303,7 +303,8 @@ class Walk:
 
 
 def _send(http: SourceClient, request: Request) -> tuple[httpx.Response, Any]:
-    return http.fetch(request.method, request.url, params=dict(request.params) or None, json=request.json)
+    return http.fetch(request.method, request.url, params=dict(request.params) or None, json=request.json,
+                      idempotent=request.idempotent)
 
 
 def _sent_and_asked_at(http: SourceClient, request: Request) -> tuple[httpx.Response, Any, datetime]:

@@ -41,7 +41,7 @@ import httpx
 from bridge.edges.credentials import redact
 from bridge.edges.http import SourceClient
 from bridge.edges.logs import printable
-from bridge.errors import BadRequest, PermissionDenied
+from bridge.errors import BadRequest, NotFound, PermissionDenied
 from bridge.framework import (
     Connector,
     CredentialCheck,
@@ -280,7 +280,7 @@ class JiraConnector(Connector):
         return [
             Stream(
                 "issues",
-                Request("/rest/api/3/search/jql", method="POST"),
+                Request("/rest/api/3/search/jql", method="POST", idempotent=True),  # a search: a read, retried as one
                 paginator=lambda: TokenPaginator(in_body=True),
                 resume=FromWatermark(position=_position, since=self._search, overlap=OVERLAP, granularity=timedelta(minutes=1)),
                 records="issues",
@@ -336,19 +336,26 @@ class JiraConnector(Connector):
         short = [number for number in by_id if number in self._short_history]
         for offset in range(0, len(short), BULK_IDS):
             chunk = short[offset : offset + BULK_IDS]
-            request = Request("/rest/api/3/changelog/bulkfetch", method="POST",
+            request = Request("/rest/api/3/changelog/bulkfetch", method="POST", idempotent=True,
                               json={"issueIdsOrKeys": chunk, "fieldIds": HISTORY_FIELDS, "maxResults": 1000})
             for data in paginate(self.http, request, TokenPaginator(in_body=True)):
                 for log_ in (data or {}).get("issueChangeLogs") or []:
                     if isinstance(log_, dict) and str(log_.get("issueId")) in by_id:
                         histories.setdefault(str(log_["issueId"]), []).extend(log_.get("changeHistories") or [])
         comments: dict[str, list[Any]] = {}
+        unreadable: dict[str, str] = {}
         for number in by_id:
             if number in self._short_comments:
-                comments[number] = self.comments(number)
+                try:
+                    comments[number] = self.comments(number)
+                except (NotFound, PermissionDenied) as error:  # deleted or hidden since the search: this issue only
+                    unreadable[number] = f"its comments cannot be read: {error.detail}"
         self._check_authors([(_project(by_id[n]), c) for n, cs in comments.items() for c in cs])
         for number, ticket in by_id.items():
             if number not in self._short_history and number not in self._short_comments:
+                continue
+            if number in unreadable:
+                yield QuarantinedRecord(self.name, number, unreadable[number], {"changeHistories": histories.get(number)})
                 continue
             try:
                 events = self.records.events(number, histories.get(number, []) if number in self._short_history else [],
@@ -380,6 +387,12 @@ class JiraConnector(Connector):
                 users = self._permitted(project, {"startAt": 0, "maxResults": AGENT_RANGE})
                 listed[project] = {str(u["accountId"]) for u in users if isinstance(u, dict) and u.get("accountId")}
             self._listed = listed
+            # An agent the roster holds whom the list lacks is demoted, or beyond the thousand
+            # users the list scans: asked once by id before the span is closed.
+            for who in sorted(self.roster.agents()):
+                project, _, account = who.partition("/")
+                if project in listed and account and account not in listed[project]:
+                    self._checked[who] = bool(self._permitted(project, {"accountId": account}))
             self._observe()
         return self._listed
 
@@ -462,10 +475,14 @@ class JiraConnector(Connector):
             body["fields"] = dict(fields)
         items = [field_item(f) for f in fields] + ([TAGS_ITEM] if labels else [])
         response = self.http.request("PUT", f"/rest/api/3/issue/{plan.external_id}", params={"notifyUsers": "false"},
-                                     json=body, accept=(400, 403, 404))
+                                     json=body, accept=(400, 403, 404, 409, 422))
         if response.status_code < 300:
             return [ItemResult(item, "sent") for item in items]
         said = _error_text(response)
+        if response.status_code == 409:  # a concurrent edit of the issue: planned again from the next pull
+            return [ItemResult(item, "conflict", f"409: {said}") for item in items]
+        if response.status_code == 422:
+            return [ItemResult(item, "refused", f"422 (Jira's configuration refuses this edit): {said}") for item in items]
         if response.status_code == 404:
             return [ItemResult(item, "refused", f"404: {said}") for item in items]
         if response.status_code == 403:
@@ -485,17 +502,50 @@ class JiraConnector(Connector):
         if kind and kind in plan.ticket.fields and plan.ticket.fields[kind] is None:
             response = None  # pulled without a request type: JSM would answer 404 vpOriginMissing
         else:
-            response = self.http.request("POST", f"/rest/servicedeskapi/request/{plan.external_id}/comment", json=service_desk,
-                                         accept=(400, 404, 413), idempotent=False)
+            response = self._post_internal(f"/rest/servicedeskapi/request/{plan.external_id}/comment", service_desk)
         if response is None or (response.status_code == 404 and NO_REQUEST_TYPE in response.text):
             # Not a customer request (no request type): the platform route, marked internal.
-            response = self.http.request("POST", f"/rest/api/3/issue/{plan.external_id}/comment", json=platform,
-                                         accept=(400, 404, 413), idempotent=False)
+            response = self._post_internal(f"/rest/api/3/issue/{plan.external_id}/comment", platform)
+            public = self._made_public(plan, response) if response.status_code < 300 else None
+            if public is not None:
+                return [ItemResult(item, "refused", public) for item in items]
         if response.status_code < 300:
             return [ItemResult(item, "sent") for item in items]
         said = _error_text(response)
-        reason = {413: "the issue holds as many comments as Jira allows", 404: "the issue is gone"}.get(response.status_code, "")
+        reason = {413: "the issue holds as many comments as Jira allows", 404: "the issue is gone",
+                  403: "the account may not comment on this issue"}.get(response.status_code, "")
         return [ItemResult(item, "refused", f"{response.status_code} {reason}: {said}".strip()) for item in items]
+
+    def _post_internal(self, url: str, body: Mapping[str, Any]) -> httpx.Response:
+        """The one place a comment is sent; it refuses, before sending, any body that is not internal."""
+        internal = body.get("public") is False if "/servicedeskapi/" in url else {
+            "key": "sd.public.comment", "value": {"internal": True}} in (body.get("properties") or [])
+        if not internal:
+            raise AssertionError(f"refused to send a comment that is not internal to {url}")
+        response: httpx.Response = self.http.request("POST", url, json=dict(body), accept=(400, 403, 404, 413), idempotent=False)
+        return response
+
+    def _made_public(self, plan: WritebackPlan, response: httpx.Response) -> str | None:
+        """Why the note is refused if the platform route made it public, after deleting it.
+
+        The internal property is honoured by JSM, not promised by the platform document
+        (``jsdPublic`` "defaults to true" there): a comment it made public anyway is deleted at
+        once, and the note is refused (journaled, retried after a back-off, shown by ``status``).
+        """
+        try:
+            made = response.json()
+        except ValueError:
+            made = None
+        if not isinstance(made, dict) or made.get("jsdPublic") is not True:
+            return None
+        comment = made.get("id")
+        if comment is not None:
+            self.http.request("DELETE", f"/rest/api/3/issue/{plan.external_id}/comment/{comment}", accept=(404,))
+        log.warning("source %r: Jira made the note on issue %s public although it was sent as internal; deleted it",
+                    self.name, plan.ticket.key or plan.external_id)
+        return ("Jira made the note public although it was sent as internal (the sd.public.comment property), so it "
+                "was deleted at once: this site does not honour internal platform comments on issues without a "
+                "request type; give the issue a request type")
 
     def note_exists(self, external_id: str, marker: str) -> bool:
         """Whether an internal comment on the issue carries ``marker`` (NotFound: the issue is gone)."""
@@ -524,8 +574,8 @@ def _complete(container: Any, key: str) -> list[Any] | None:
         raise ValueError(f"the issue's embedded {key} are {type(container).__name__}, not a page of {key}")
     items: list[Any] = container[key]
     total, start = container.get("total"), container.get("startAt") or 0
-    if isinstance(total, int) and not isinstance(total, bool) and (start or total > len(items)):
-        return None
+    if not isinstance(total, int) or isinstance(total, bool) or start or total > len(items):
+        return None  # cut short, or not known to be whole: fetched whole
     return items
 
 

@@ -215,6 +215,8 @@ class JiraRecords:
             text = _body_text(comment.get("body"), f"{where}: body")
             return [TicketEvent(ticket_id, f"n{comment['id']}:{index}", "note", when, to_value=marker, author=author)
                     for index, marker in enumerate(markers_in(text), start=1)]
+        if isinstance(comment.get("author"), Mapping) and comment["author"].get("accountType") == "app":
+            return []  # an app's public comment (an automation's acknowledgement) is no one's reply
         who = f"{scope}/{author}" if scope and author is not None else author
         reply: EventKind = "agent_reply" if roster.was_agent(who, when) else "customer_reply"
         return [TicketEvent(ticket_id, f"c{comment['id']}", reply, when, author=author)]
