@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, ValidationInfo, field_validator
 
+from bridge.engine.terms import duration_within
 from bridge.framework.source import AuthConfig, FieldRole, SourceConfig, WritebackConfig
 
 __all__ = [
@@ -239,6 +240,10 @@ class JiraSourceConfig(SourceConfig):
     auth: JiraAuthConfig
     projects: list[Annotated[str, BeforeValidator(_project)]]
     jql: Annotated[str | None, BeforeValidator(_jql)] = None
+    # How far before its watermark each search starts again: JQL compares minutes, and the search
+    # shows a change seconds to minutes late (a busy site's index can lag longer: raise it there).
+    overlap: Annotated[int, duration_within(2 * 24 * 3600, at_least=60,
+                                            why=" (JQL compares whole minutes)")] = 600
     fields: dict[FieldRole, Annotated[str, BeforeValidator(_field)]] = {}
     writeback: JiraWriteback = JiraWriteback()
 

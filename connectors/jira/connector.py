@@ -12,7 +12,7 @@ Requests, cheapest route first (BEHAVIOR.md has the figures and the reasons):
 - ``issues``: the enhanced JQL search ``POST /rest/api/3/search/jql``, token-paged, 100 issues a
   page, ``ORDER BY updated ASC``. Its lower bound is epoch milliseconds (JQL reads a date literal
   in the API user's profile zone; a number it reads as an instant), floored to the minute (JQL
-  compares minutes) less an overlap: the cursor is a watermark of the issues read, and issues
+  compares minutes) less ``overlap`` (10 minutes unless configured): the cursor is a watermark of the issues read, and issues
   read twice are upserted, never skipped. Each issue carries its changelog (``expand=changelog``)
   and its comments (``fields=comment``): where those are complete (``total`` no more than what
   came), the page needs no other request;
@@ -76,7 +76,6 @@ PAGE_SIZE = 100  # issues per search page; Jira may send fewer (only isLast and 
 COMMENT_PAGE = 100
 BULK_IDS = 1000  # changelog/bulkfetch takes at most 1,000 issues
 AGENT_RANGE = 1000  # permission/search scans the first thousand users of the site, whatever maxResults says
-OVERLAP = timedelta(minutes=10)  # re-read before the watermark: minute-granular JQL, late-visible writes
 SLA_FIELD = "com.atlassian.servicedesk:sd-sla-field"
 AGENT_PERMISSION = "SERVICEDESK_AGENT"
 HISTORY_FIELDS = ["status", "priority"]
@@ -282,7 +281,8 @@ class JiraConnector(Connector):
                 "issues",
                 Request("/rest/api/3/search/jql", method="POST", idempotent=True),  # a search: a read, retried as one
                 paginator=lambda: TokenPaginator(in_body=True),
-                resume=FromWatermark(position=_position, since=self._search, overlap=OVERLAP, granularity=timedelta(minutes=1)),
+                resume=FromWatermark(position=_position, since=self._search, overlap=timedelta(seconds=self.jira.overlap),
+                                     granularity=timedelta(minutes=1)),
                 records="issues",
                 prepare=self._prepare,
                 context=self._page_roster,

@@ -565,3 +565,21 @@ def test_an_inline_list_without_a_total_is_fetched_whole(connector: JiraConnecto
         {"issueId": "3", "changeHistories": issue["changelog"]["histories"]}]}))
     events = [e for p in pages(connector, now=NOW) for e in p.events if e.kind == "status"]
     assert bulk.called and len(events) == 1
+
+
+@respx.mock
+def test_a_configured_overlap_moves_the_lower_bound(monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> None:
+    connector = make(monkeypatch, sleeps, overlap="2h")
+    site()
+    route = respx.post(SEARCH).mock(return_value=httpx.Response(200, json={"issues": [], "isLast": True}))
+    mark = Watermark(datetime(2026, 10, 20, 8, 7, 42, tzinfo=timezone.utc), "41").encode()
+    list(pages(connector, {"issues": mark}, now=NOW))
+    expected = int(datetime(2026, 10, 20, 6, 7, tzinfo=timezone.utc).timestamp() * 1000)
+    assert f"updated >= {expected} " in bodies(route)[0]["jql"]
+
+
+def test_an_overlap_under_a_minute_is_refused_naming_the_key(monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> None:
+    from bridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sources\.jsm\.overlap: '30s' is shorter than 1m.*JQL compares whole minutes"):
+        make(monkeypatch, sleeps, overlap="30s")
