@@ -87,6 +87,7 @@ deterministic: the same ``seed``, ``tickets``, ``anchor`` and options give the s
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import hashlib
 import json
@@ -96,7 +97,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import total_ordering
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -155,6 +156,7 @@ IDS_CAP = 5000  # ... when only ids or keys are
 CHANGELOG_CAP = 100  # per page of GET issue/{id}/changelog, and inline on GET issue
 COMMENTS_CAP = 100
 TOKEN_LIFE = timedelta(days=7)
+RANKINGS_KEPT = 8  # searches whose order is kept at once (a test may walk several queries side by side)
 REMOVED_SEARCH = ("The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. "
                   "A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046")
 VP_ORIGIN_MISSING = "Either you don't have access to this request type, or it doesn't exist."
@@ -222,6 +224,13 @@ class _Issue:
     comments: list[_Comment] = field(default_factory=list)
     malformed: bool = False
     outside_service_desk: bool = False
+    # Bumped by every assignment to any issue's attribute: a search's cached order is valid only
+    # while it stands (every change the site makes reassigns a field, ``updated`` at least).
+    changes: ClassVar[int] = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        _Issue.changes += 1
 
 
 def _adf(text: str) -> dict[str, Any]:
@@ -297,6 +306,7 @@ Predicate = Callable[[_Issue], bool]
 class _Query:
     where: Predicate
     order: list[tuple[str, bool]]  # (sort field, descending)
+    relative: bool = False  # a relative date literal: the matches depend on the clock
 
 
 class _Jql:
@@ -304,6 +314,7 @@ class _Jql:
 
     def __init__(self, text: str, zone: ZoneInfo, now: datetime, site: JiraSandbox) -> None:
         self.zone, self.now, self.site = zone, now, site
+        self.relative = False
         self.tokens: list[tuple[str, str]] = []
         position = 0
         while position < len(text):
@@ -356,7 +367,7 @@ class _Jql:
             raise JqlError("Unbounded JQL queries are not allowed here. Please add a search restriction to your query.")
         if len(order) > 7:
             raise JqlError(f"Error in the JQL Query: The ORDER BY clause lists {len(order)} fields; at most 7 are allowed.")  # Assumption: wording
-        return _Query(where, order)
+        return _Query(where, order, self.relative)
 
     def order_by(self) -> list[tuple[str, bool]]:
         order = []
@@ -497,6 +508,7 @@ class _Jql:
         if not quoted and re.fullmatch(r"-?\d+", text):
             return EPOCH + timedelta(milliseconds=int(text))  # an unquoted number is epoch milliseconds
         if _RELATIVE.fullmatch(text):
+            self.relative = True
             offset = sum((_UNITS[unit] * int(count) * (-1 if sign == "-" else 1) for sign, count, unit in _RELATIVE_PART.findall(text)),
                          timedelta())
             return self.now + offset
@@ -566,6 +578,7 @@ class JiraSandbox(SandboxServer):
         self.gone: set[int] = set()
         self._keys: dict[str, int] = {}
         self._stale: dict[int, tuple[float, _Issue]] = {}  # issue -> (visible to search from, what search shows until then)
+        self._rankings: dict[tuple[Any, ...], tuple[list[tuple[Any, ...]], list[_Issue]]] = {}  # see _matches
         self.api_comments: list[dict[str, Any]] = []  # every comment made through the API: issue, route, public, text
         self.notifications = 0  # e-mails an edit would have sent (notifyUsers not false, or ignored)
         self._next_history = 10_000
@@ -668,6 +681,7 @@ class JiraSandbox(SandboxServer):
             return
         if step.delete:
             del self.issues[number]
+            _Issue.changes += 1  # no attribute moved, but every search's matches did
             self.gone.add(number)
             return
         author = issue.reporter if step.actor == "requester" else issue.assignee or self.bot
@@ -1056,67 +1070,83 @@ class JiraSandbox(SandboxServer):
             cycles.append((start, None, paused_ms, paused_since is not None))
         return cycles
 
-    def _all_fields(self, issue: _Issue) -> dict[str, Any]:
-        project_id, project_name, desk = PROJECTS[issue.project]
-        type_id, type_name = ISSUE_TYPES[issue.type]
-        request_type = None
-        if issue.request_type:
-            rt_id, rt_name = REQUEST_TYPES[issue.type]
-            request_type = {
-                "_links": {"jiraRest": self.link(f"/rest/api/2/issue/{issue.id}"),
-                           "web": self.link(f"/servicedesk/customer/portal/{desk}/{issue.key}"),
-                           "agent": self.link(f"/browse/{issue.key}"), "self": self.link(f"/rest/servicedeskapi/request/{issue.id}")},
-                "requestType": {"_expands": ["field"], "id": rt_id,
-                                "_links": {"self": self.link(f"/rest/servicedeskapi/servicedesk/{desk}/requesttype/{rt_id}")},
-                                "name": rt_name, "description": "", "helpText": "", "issueTypeId": type_id, "serviceDeskId": desk,
-                                "portalId": desk, "groupIds": ["1"]},
-                "currentStatus": {"status": STATUSES[issue.status][0], "statusCategory": STATUSES[issue.status][1].upper(),
-                                  "statusDate": self._date_dto(issue.status_changed or issue.created)},
-            }
-        organization = str(issue.customer + 1)
-        service_index = ["email", "vpn", "printing"].index(issue.service) if issue.service in ("email", "vpn", "printing") else None
-        comments = issue.comments[: self.inline_comments]
-        fields: dict[str, Any] = {
-            "summary": f"Request {issue.id}",
-            "description": _adf(f"Customer report {issue.id}"),
-            "project": {"self": self.link(f"/rest/api/3/project/{project_id}"), "id": project_id, "key": issue.project,
-                        "name": project_name, "projectTypeKey": "service_desk", "simplified": False},
-            "issuetype": {"self": self.link(f"/rest/api/3/issuetype/{type_id}"), "id": type_id, "description": "", "name": type_name,
-                          "subtask": False, "hierarchyLevel": 0},
-            "status": [self._status(issue.status)] if issue.malformed else self._status(issue.status),
-            "statuscategorychangedate": self.stamp(issue.status_changed or issue.created),
-            "priority": {"self": self.link(f"/rest/api/3/priority/{issue.priority}"), "name": PRIORITIES[issue.priority], "id": issue.priority},
-            "created": self.stamp(issue.created),
-            "updated": self.stamp(issue.updated),
-            "resolution": {"self": self.link("/rest/api/3/resolution/10000"), "id": "10000", "name": "Done"} if issue.resolved else None,
-            "resolutiondate": self.stamp(issue.resolved) if issue.resolved else None,
-            "labels": list(issue.labels),
-            "reporter": self._user(issue.reporter),
-            "creator": self._user(issue.reporter),
-            "assignee": self._user(issue.assignee),
-            "components": [],
-            "comment": {"comments": [self._comment_view(issue, c) for c in comments], "self": self.link(f"/rest/api/3/issue/{issue.id}/comment"),
-                        "maxResults": len(comments), "total": len(issue.comments), "startAt": 0},
-            self.field_ids["request_type"]: request_type,
-            self.field_ids["organizations"]: [{"id": organization, "name": CUSTOMERS[issue.customer],
-                                               "_links": {"self": self.link(f"/rest/servicedeskapi/organization/{organization}")}}],
-            self.field_ids["first_response"]: self._sla_value(issue, "first_response"),
-            self.field_ids["resolution"]: self._sla_value(issue, "resolution"),
-            self.field_ids["service"]: None if service_index is None else {
-                "self": self.link(f"/rest/api/3/customFieldOption/{10100 + service_index}"), "value": issue.service, "id": str(10100 + service_index)},
-            self.field_ids["sla_status"]: issue.sla_status,
-            self.field_ids["satisfaction"]: None,
-            self.field_ids["participants"]: [],
+    def _request_type_value(self, issue: _Issue) -> dict[str, Any] | None:
+        if not issue.request_type:
+            return None
+        _, _, desk = PROJECTS[issue.project]
+        type_id, _ = ISSUE_TYPES[issue.type]
+        rt_id, rt_name = REQUEST_TYPES[issue.type]
+        return {
+            "_links": {"jiraRest": self.link(f"/rest/api/2/issue/{issue.id}"),
+                       "web": self.link(f"/servicedesk/customer/portal/{desk}/{issue.key}"),
+                       "agent": self.link(f"/browse/{issue.key}"), "self": self.link(f"/rest/servicedeskapi/request/{issue.id}")},
+            "requestType": {"_expands": ["field"], "id": rt_id,
+                            "_links": {"self": self.link(f"/rest/servicedeskapi/servicedesk/{desk}/requesttype/{rt_id}")},
+                            "name": rt_name, "description": "", "helpText": "", "issueTypeId": type_id, "serviceDeskId": desk,
+                            "portalId": desk, "groupIds": ["1"]},
+            "currentStatus": {"status": STATUSES[issue.status][0], "statusCategory": STATUSES[issue.status][1].upper(),
+                              "statusDate": self._date_dto(issue.status_changed or issue.created)},
         }
-        return fields
+
+    def _comment_page(self, issue: _Issue) -> dict[str, Any]:
+        comments = issue.comments[: self.inline_comments]
+        return {"comments": [self._comment_view(issue, c) for c in comments], "self": self.link(f"/rest/api/3/issue/{issue.id}/comment"),
+                "maxResults": len(comments), "total": len(issue.comments), "startAt": 0}
+
+    def _organizations_value(self, issue: _Issue) -> list[dict[str, Any]]:
+        organization = str(issue.customer + 1)
+        return [{"id": organization, "name": CUSTOMERS[issue.customer],
+                 "_links": {"self": self.link(f"/rest/servicedeskapi/organization/{organization}")}}]
+
+    def _service_value(self, issue: _Issue) -> dict[str, Any] | None:
+        if issue.service not in ("email", "vpn", "printing"):
+            return None
+        option = 10100 + ["email", "vpn", "printing"].index(issue.service)
+        return {"self": self.link(f"/rest/api/3/customFieldOption/{option}"), "value": issue.service, "id": str(option)}
+
+    def _field_renderers(self, issue: _Issue) -> dict[str, Callable[[], Any]]:
+        """Every field of the issue, in the site's order, each rendered only when called: a search
+        page renders only the fields it was asked for (the SLA fields are the dear ones)."""
+        project_id, project_name, _ = PROJECTS[issue.project]
+        type_id, type_name = ISSUE_TYPES[issue.type]
+        return {
+            "summary": lambda: f"Request {issue.id}",
+            "description": lambda: _adf(f"Customer report {issue.id}"),
+            "project": lambda: {"self": self.link(f"/rest/api/3/project/{project_id}"), "id": project_id, "key": issue.project,
+                                "name": project_name, "projectTypeKey": "service_desk", "simplified": False},
+            "issuetype": lambda: {"self": self.link(f"/rest/api/3/issuetype/{type_id}"), "id": type_id, "description": "",
+                                  "name": type_name, "subtask": False, "hierarchyLevel": 0},
+            "status": lambda: [self._status(issue.status)] if issue.malformed else self._status(issue.status),
+            "statuscategorychangedate": lambda: self.stamp(issue.status_changed or issue.created),
+            "priority": lambda: {"self": self.link(f"/rest/api/3/priority/{issue.priority}"), "name": PRIORITIES[issue.priority],
+                                 "id": issue.priority},
+            "created": lambda: self.stamp(issue.created),
+            "updated": lambda: self.stamp(issue.updated),
+            "resolution": lambda: {"self": self.link("/rest/api/3/resolution/10000"), "id": "10000", "name": "Done"} if issue.resolved else None,
+            "resolutiondate": lambda: self.stamp(issue.resolved) if issue.resolved else None,
+            "labels": lambda: list(issue.labels),
+            "reporter": lambda: self._user(issue.reporter),
+            "creator": lambda: self._user(issue.reporter),
+            "assignee": lambda: self._user(issue.assignee),
+            "components": lambda: [],
+            "comment": lambda: self._comment_page(issue),
+            self.field_ids["request_type"]: lambda: self._request_type_value(issue),
+            self.field_ids["organizations"]: lambda: self._organizations_value(issue),
+            self.field_ids["first_response"]: lambda: self._sla_value(issue, "first_response"),
+            self.field_ids["resolution"]: lambda: self._sla_value(issue, "resolution"),
+            self.field_ids["service"]: lambda: self._service_value(issue),
+            self.field_ids["sla_status"]: lambda: issue.sla_status,
+            self.field_ids["satisfaction"]: lambda: None,
+            self.field_ids["participants"]: lambda: [],
+        }
 
     def _issue_view(self, issue: _Issue, wanted: list[str], expand: set[str], changelog_cap: int) -> dict[str, Any]:
         view: dict[str, Any] = {"expand": "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations",
                                 "id": str(issue.id), "self": self.link(f"/rest/api/3/issue/{issue.id}"), "key": issue.key}
-        every = self._all_fields(issue)
-        chosen = self._chosen(wanted, every)
+        renderers = self._field_renderers(issue)
+        chosen = self._chosen(wanted, renderers)
         if chosen:
-            view["fields"] = {name: every[name] for name in chosen}
+            view["fields"] = {name: renderers[name]() for name in chosen}
         if "names" in expand:
             names = {f["id"]: f["name"] for f in self._fields()}
             view["names"] = {name: names.get(name, name) for name in chosen}
@@ -1300,18 +1330,34 @@ class JiraSandbox(SandboxServer):
             after = self._read_token(request["nextPageToken"], digest)
             if after is None:
                 return self._error(400, ["The provided next page token is invalid or expired."])  # Assumption: wording
-        reconcile = set(request["reconcileIssues"])
-        issues = [self._searched(issue, reconcile) for issue in self.issues.values()]
-        matches = sorted((issue for issue in issues if parsed.where(issue)), key=lambda issue: self._sort_key(issue, order))
-        if after is not None:
-            bound = self._comparable(after, order)
-            matches = [issue for issue in matches if self._sort_key(issue, order) > bound]
-        page, more = matches[:size], len(matches) > size
+        keys, matches = self._matches(request["jql"], parsed, order, set(request["reconcileIssues"]))
+        start = 0 if after is None else bisect.bisect_right(keys, self._comparable(after, order))  # the first key past the token's
+        page, more = matches[start : start + size], len(matches) - start > size
         payload: dict[str, Any] = {"issues": [self._issue_view(issue, wanted, expand, self.inline_changelog) for issue in page]}
         if more:
             payload["nextPageToken"] = self._token(digest, self._raw_key(page[-1], order))
         payload["isLast"] = not more
         return json_response(200, payload)
+
+    def _matches(self, jql: str, parsed: _Query, order: list[tuple[str, bool]],
+                 reconcile: set[int]) -> tuple[list[tuple[Any, ...]], list[_Issue]]:
+        """The issues the query matches, as search sees them, in its order, with their sort keys.
+
+        Ranked once and kept while nothing a search sees moves: no issue changed (``_Issue.changes``),
+        the same issues lag their writes, and the clock stands still for a relative date. A walk's
+        pages then bisect one ranking for their token's position instead of each scanning and
+        sorting the whole site, which made a walk quadratic in the issues."""
+        now = self.now()
+        lagging = frozenset(number for number, (until, _) in self._stale.items() if until > now.timestamp() and number not in reconcile)
+        key = (jql, self.user_zone.key, now if parsed.relative else None, lagging, _Issue.changes)
+        ranked = self._rankings.get(key)
+        if ranked is None:
+            issues = (self._searched(issue, reconcile) for issue in self.issues.values())
+            pairs = sorted(((self._sort_key(issue, order), issue) for issue in issues if parsed.where(issue)), key=lambda pair: pair[0])
+            ranked = ([sort_key for sort_key, _ in pairs], [issue for _, issue in pairs])
+            kept = [(old, value) for old, value in self._rankings.items() if old[-1] == _Issue.changes][-(RANKINGS_KEPT - 1):]
+            self._rankings = {**dict(kept), key: ranked}
+        return ranked
 
     def _search_request(self, query: Query, body: Any, method: str) -> dict[str, Any]:
         """The search's parameters, from the query (GET) or the JSON body (POST), validated as

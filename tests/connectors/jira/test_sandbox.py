@@ -106,6 +106,50 @@ def test_search_pages_by_token_and_the_last_page_has_none(box: JiraSandbox) -> N
     assert updated == sorted(updated)
 
 
+def test_an_issue_changed_mid_walk_moves_to_the_end_and_none_is_skipped(fresh: JiraSandbox) -> None:
+    """A token resumes after its page's last sort key: an issue edited between pages comes again
+    (served ones) or only later (unserved ones), at the end, where its new ``updated`` puts it."""
+    jql = "project in (SUP, OPS) ORDER BY updated ASC, key ASC"
+    with client(fresh) as http:
+        order = ids(search(http, jql, maxResults=100).json())
+        first = search(http, jql, maxResults=10).json()
+        served, unserved = order[0], order[30]  # edited at the anchor, after every story's last change
+        for number in (unserved, served):
+            assert http.put(f"/rest/api/3/issue/{number}", json={"update": {"labels": [{"add": "sla_breached"}]}}).status_code == 204
+        token, rest = first["nextPageToken"], []
+        while token:
+            page = search(http, jql, maxResults=10, nextPageToken=token).json()
+            rest.extend(ids(page))
+            token = page.get("nextPageToken")
+    assert ids(first) == order[:10] and len(order) == len(fresh.issues)
+    by_key = sorted((served, unserved), key=lambda n: (fresh.issues[n].project, int(fresh.issues[n].key.split("-")[1])))
+    assert rest == [n for n in order[10:] if n != unserved] + by_key  # the edited two last, in key order; none skipped
+
+
+def test_a_relative_date_follows_the_clock_from_one_search_to_the_next() -> None:
+    now = [ANCHOR]
+    site = make(20, clock=lambda: now[0])
+    site.agent_edits(8, labels=["x"], at=ANCHOR - timedelta(minutes=3))
+    with client(site) as http:
+        before = ids(search(http, "id in (8, 9) AND updated >= -5m").json())
+        now[0] += timedelta(minutes=10)  # the same query, ten minutes on: 8 changed 13 minutes ago
+        after = ids(search(http, "id in (8, 9) AND updated >= -5m").json())
+    assert before == [8] and after == []
+
+
+def test_a_lagging_write_matches_its_query_once_the_lag_is_over() -> None:
+    now = [ANCHOR]
+    site = make(20, clock=lambda: now[0], search_lag=30)
+    with client(site) as http:
+        http.put("/rest/api/3/issue/5", json={"update": {"labels": [{"add": "sla_breached"}]}})
+        lagging = ids(search(http, "labels = sla_breached").json())
+        reconciled = ids(search(http, "labels = sla_breached", reconcileIssues=[5]).json())
+        still = ids(search(http, "labels = sla_breached").json())
+        now[0] += timedelta(seconds=31)
+        later = ids(search(http, "labels = sla_breached").json())
+    assert lagging == [] and reconciled == [5] and still == [] and later == [5]
+
+
 def test_a_token_is_tied_to_its_query_and_cannot_be_forged(box: JiraSandbox) -> None:
     with client(box) as http:
         token = search(http, "project = SUP ORDER BY key ASC", maxResults=5).json()["nextPageToken"]
@@ -443,7 +487,7 @@ def test_malformed_and_unknown_status_hooks(fresh: JiraSandbox) -> None:
         issues = {i["id"]: i for i in search(http, "id in (2, 3)", fields=["status"]).json()["issues"]}
     assert isinstance(issues["2"]["fields"]["status"], list)
     assert name == "Escalated to vendor" and issues["3"]["fields"]["status"]["name"] == name
-    assert fresh.busy_ticket() is None
+    assert fresh.busy_ticket() is None  # type: ignore[func-returns-value]  # the protocol's "no busy ticket" is None
 
 
 def test_a_long_history_is_seeded_on_a_few_percent(box: JiraSandbox) -> None:
@@ -666,7 +710,7 @@ def test_the_exact_agent_question_tells_agents_from_licensed_requesters(fresh: J
     agent = next(uid for uid, a in fresh.accounts.items() if a.agent and uid != fresh.bot)
     licensed = next(uid for uid, a in fresh.accounts.items() if a.kind == "atlassian" and not a.agent)
     url = "/rest/api/3/user/permission/search"
-    params = {"permissions": "SERVICEDESK_AGENT", "projectKey": "SUP", "startAt": 0, "maxResults": 1000}
+    params: dict[str, str | int] = {"permissions": "SERVICEDESK_AGENT", "projectKey": "SUP", "startAt": 0, "maxResults": 1000}
     with client(fresh) as http:
         is_agent = http.get(url, params={**params, "accountId": agent}).json()
         is_licensed = http.get(url, params={**params, "accountId": licensed}).json()
