@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import textwrap
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,13 @@ def pages(connector: Connector, cursors: dict[str, str | None] | None = None, *,
                                   newest=connector.newest_start, now=now)
     for stream in connector.streams():
         yield from read_stream(stream, connector.http, cursor=(cursors or {}).get(stream.name), horizon=horizon, now=now)
+
+
+class Clock:
+    """A clock a test moves by hand (``clock.now += timedelta(minutes=5)``), for a sandbox and the client."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now

@@ -114,3 +114,17 @@ def load_spec(name: str, patch: Callable[[dict[str, Any]], None], silent: dict[t
     patched = copy.deepcopy(document)
     patch(patched)
     return Spec(patched, silent)
+
+
+class Recording(httpx.BaseTransport):
+    """A transport that keeps every exchange, its body read, for checking against a document."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.exchanges: list[tuple[httpx.Request, httpx.Response]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        response.read()
+        self.exchanges.append((request, response))
+        return response

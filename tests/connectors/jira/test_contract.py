@@ -16,7 +16,7 @@ from bridge.model import Note, Ticket, WritebackPlan
 from connectors.jira import JiraConnector
 from connectors.jira.sandbox import JiraSandbox
 from tests.conftest import pages
-from tests.oas import Spec, load_spec
+from tests.oas import Recording, Spec, load_spec
 
 ANCHOR = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 REQUEST_TYPE = "com.atlassian.servicedesk:vp-origin"
@@ -49,18 +49,6 @@ def spec_for(request: httpx.Request) -> Spec:
     spec = JSM if request.url.path.startswith("/rest/servicedeskapi/") else PLATFORM
     assert spec is not None
     return spec
-
-
-class Recording(httpx.BaseTransport):
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self.inner = inner
-        self.exchanges: list[tuple[httpx.Request, httpx.Response]] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self.inner.handle_request(request)
-        response.read()
-        self.exchanges.append((request, response))
-        return response
 
 
 @pytest.fixture

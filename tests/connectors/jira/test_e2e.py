@@ -20,18 +20,10 @@ from bridge.pipeline.connect import open_connector
 from bridge.pipeline.demo import source_table
 from connectors.jira.sandbox import JiraSandbox
 from connectors.zendesk.sandbox import ZendeskSandbox
-from tests.conftest import pages
+from tests.conftest import Clock, pages
 
 ANCHOR = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 SEARCH, BULK = "/rest/api/3/search/jql", "/rest/api/3/changelog/bulkfetch"
-
-
-class Clock:
-    def __init__(self, now: datetime = ANCHOR) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def config_for(sandbox: JiraSandbox, url: str, tmp_path: Path, token_env: str = "JIRA_TOKEN") -> Path:
@@ -52,7 +44,7 @@ def paths(requests: list[tuple[str, str, dict[str, list[str]]]]) -> list[str]:
 
 
 def test_1000_issues_in_ten_search_pages_and_a_quiet_rerun_in_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = Clock()
+    clock = Clock(ANCHOR)
     sandbox = JiraSandbox(1000, seed=5, anchor=ANCHOR, clock=clock, burst_per_second=None, issue_writes=None)
     monkeypatch.setenv("JIRA_TOKEN", sandbox.token)
     issues = len(sandbox.issues)  # deleted ones are gone from it, as from Jira
@@ -171,7 +163,7 @@ def test_sync_judges_zendesk_and_jira_tickets_under_one_policy_and_a_rerun_write
 def test_a_change_the_search_shows_late_is_pulled_by_a_later_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The search is eventually consistent: a change it does not show yet, while a later change
     it shows moves the watermark past it, is still inside the next run's overlap."""
-    clock = Clock()
+    clock = Clock(ANCHOR)
     sandbox = JiraSandbox(60, seed=4, anchor=ANCHOR, clock=clock, burst_per_second=None, issue_writes=None)
     monkeypatch.setenv("JIRA_TOKEN", sandbox.token)
     late, prompt = [n for n, i in sorted(sandbox.issues.items()) if i.status not in ("6", "10003")][:2]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
 import pytest
 
 from bridge.config import load_config
@@ -15,7 +14,7 @@ from bridge.model import Note, Ticket, WritebackPlan
 from connectors.zendesk import ZendeskConnector
 from connectors.zendesk.sandbox import SLA_STATUS_FIELD, ZendeskSandbox
 from tests.conftest import ROOT, pages
-from tests.oas import load_spec
+from tests.oas import Recording, load_spec
 
 ANCHOR = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -65,18 +64,6 @@ SPEC = load_spec("zendesk-oas.yaml", patch, SILENT)
 pytestmark = pytest.mark.skipif(
     SPEC is None, reason="../shared/vendor-specs/zendesk-oas.yaml is absent: the contract cannot be checked here"
 )
-
-
-class Recording(httpx.BaseTransport):
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self.inner = inner
-        self.exchanges: list[tuple[httpx.Request, httpx.Response]] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self.inner.handle_request(request)
-        response.read()
-        self.exchanges.append((request, response))
-        return response
 
 
 @pytest.fixture

@@ -11,17 +11,9 @@ from bridge.config import load_config
 from bridge.edges.store import Store
 from bridge.pipeline.connect import open_connector
 from connectors.zendesk.sandbox import SERVICE_FIELD, SLA_STATUS_FIELD, ZendeskSandbox
-from tests.conftest import pages
+from tests.conftest import Clock, pages
 
 ANCHOR = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = ANCHOR
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def config_for(url: str, tmp_path, start: str = "2026-06-01"):
@@ -43,7 +35,7 @@ def pull_all(config, store: Store, now: datetime) -> None:
 
 def test_5000_tickets_then_only_what_changed(tmp_path, monkeypatch):
     monkeypatch.setenv("ZD_TOKEN", "sandbox-token")
-    clock = Clock()
+    clock = Clock(ANCHOR)
     sandbox = ZendeskSandbox(5000, seed=3, anchor=ANCHOR, clock=clock, export_limit_per_minute=1000)
     with sandbox.serve() as url:
         config = load_config(config_for(url, tmp_path))
