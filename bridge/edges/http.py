@@ -43,6 +43,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -168,6 +169,9 @@ def build_client(
     return httpx.Client(
         base_url=base_url,
         auth=auth,
+        # No helpdesk needs a session cookie, and ServiceNow runs the requests of one session one
+        # at a time (queued, then dropped past about ten): a jar that keeps none.
+        cookies=_NoCookies(),
         transport=transport,
         timeout=httpx.Timeout(float(http.timeout)),
         follow_redirects=False,  # a redirect usually means a wrong base URL; say so, do not follow
@@ -175,6 +179,13 @@ def build_client(
         # packages are installed, and decode them with no bound on what one piece unpacks to.
         headers={"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING, **(headers or {})},
     )
+
+
+class _NoCookies(CookieJar):
+    """A cookie jar that keeps nothing a server sets: every request goes without a Cookie header."""
+
+    def __init__(self) -> None:
+        super().__init__(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def _environment_proxy(url: str) -> httpx.Proxy | None:

@@ -125,7 +125,8 @@ class AuthConfig(Section):
         return self
 
     @property
-    def kind(self) -> Literal["token", "password", "oauth_token"]:
+    def kind(self) -> str:
+        """``token``, ``password`` or ``oauth_token`` (a connector's own auth model may add kinds)."""
         if self.token_env or self.token_file:
             return "token"
         if self.password_env or self.password_file:

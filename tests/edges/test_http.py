@@ -341,3 +341,14 @@ def test_a_post_is_retried_where_it_surely_was_not_applied(sleeps):
     )
     make_client(sleeps).request("POST", "/api/v2/notes", json={})
     assert route.call_count == 3
+
+
+@respx.mock
+def test_no_cookie_a_server_sets_is_sent_back(sleeps):
+    """ServiceNow runs one session's requests one at a time: the client keeps no session."""
+    route = respx.get(ME).mock(return_value=httpx.Response(200, json={"user": {}}, headers={
+        "Set-Cookie": "JSESSIONID=abc123; Path=/; Secure; HttpOnly"}))
+    client = make_client(sleeps)
+    client.get_json("/api/v2/users/me.json")
+    client.get_json("/api/v2/users/me.json")
+    assert "cookie" not in {name.lower() for name in route.calls[1].request.headers}
