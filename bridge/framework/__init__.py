@@ -9,6 +9,7 @@ rule and plans the write-back. docs/connectors.md is the whole contract.
 from __future__ import annotations
 
 from bridge.framework.contract import (
+    ClientCredentials,
     Connector,
     CredentialCheck,
     FieldInfo,
@@ -42,6 +43,7 @@ from bridge.framework.watermark import Watermark
 __all__ = [
     "AgentRoster",
     "AuthConfig",
+    "ClientCredentials",
     "Connector",
     "CredentialCheck",
     "CursorPaginator",

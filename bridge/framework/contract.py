@@ -18,16 +18,18 @@ touches the store. docs/connectors.md is the whole contract, with Zendesk as the
 from __future__ import annotations
 
 import base64
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import ClassVar, Literal
 
 import httpx
 
-from bridge.edges.credentials import Secret
+from bridge.edges.credentials import Secret, redact
 from bridge.edges.http import SourceClient
+from bridge.errors import AuthenticationFailed
 from bridge.framework.mapping import ValueMapper
 from bridge.framework.roster import AgentRoster
 from bridge.framework.source import SourceConfig
@@ -35,6 +37,7 @@ from bridge.framework.streams import Stream
 from bridge.model import Ticket, WritebackPlan
 
 __all__ = [
+    "ClientCredentials",
     "Connector",
     "CredentialCheck",
     "FieldInfo",
@@ -144,6 +147,64 @@ class HeaderAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return "HeaderAuth(********)"
+
+
+class ClientCredentials(httpx.Auth):
+    """OAuth 2.0 client credentials (RFC 6749 4.4): a bearer token from the source's token endpoint.
+
+    The token is fetched before the first request, again ``early`` seconds before it expires
+    (by the ``expires_in`` it came with), and once more when a request with it answers 401 (a
+    token revoked or expired early). The endpoint is on the request's own origin
+    (``token_path``); the form body carries the client id and secret. Every token is registered
+    as a secret, so it is masked wherever it could be printed. A refusal raises
+    :class:`~bridge.errors.AuthenticationFailed` naming ``key``.
+    """
+
+    def __init__(self, token_path: str, client_id: str, secret: Secret, *, key: str, early: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.token_path, self.client_id, self._secret, self.key = token_path, client_id, secret, key
+        self.early, self.clock = early, clock
+        self._token: Secret | None = None
+        self._expires = 0.0
+        self.fetched = 0  # tokens fetched, for the run record and tests
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._token is None or self.clock() >= self._expires - self.early:
+            yield from self._fetch(request)
+        assert self._token is not None
+        request.headers["Authorization"] = f"Bearer {self._token.reveal()}"
+        response = yield request
+        if response.status_code == 401:
+            yield from self._fetch(request)
+            request.headers["Authorization"] = f"Bearer {self._token.reveal()}"
+            yield request
+
+    def _fetch(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        url = request.url.copy_with(path=self.token_path, query=None, fragment=None)
+        asked = self.clock()
+        response = yield httpx.Request("POST", url, data={
+            "grant_type": "client_credentials", "client_id": self.client_id, "client_secret": self._secret.reveal()},
+            headers={"Accept": "application/json", "User-Agent": request.headers.get("User-Agent", "")})
+        response.read()
+        try:
+            data = response.json() if response.status_code == 200 else None
+        except ValueError:
+            data = None
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            said = redact(response.text)[:200].replace("\n", " ")
+            raise AuthenticationFailed(
+                f"the token endpoint {self.token_path} refused the client credentials ({response.status_code}): check "
+                f"{self.key} (the client id and secret of an OAuth application with the client-credentials grant). "
+                f"It said: {said or 'nothing'}")
+        expires_in = data.get("expires_in") if isinstance(data, dict) else None
+        lifetime = float(expires_in) if isinstance(expires_in, int | float | str) and str(expires_in).isdigit() else 1800.0
+        self._token = Secret(token, "an OAuth access token")
+        self._expires = asked + lifetime
+        self.fetched += 1
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials({self.client_id}, ********)"
 
 
 def basic(user: str, secret: Secret) -> HeaderAuth:
