@@ -52,7 +52,7 @@ from bridge.pipeline.demo import source_table
 from bridge.pipeline.report import RunReport
 from bridge.pipeline.run import PHASES, run_pipeline
 
-__all__ = ["ANCHOR", "CRASH_POINTS", "ConformanceSuite", "Fake", "Harness", "sandbox_harness", "suite_for"]
+__all__ = ["ANCHOR", "CRASH_POINTS", "ConformanceSuite", "Fake", "Harness", "external_id", "sandbox_harness", "suite_for"]
 
 ANCHOR = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 NOW = "2026-11-01T12:00:00Z"
@@ -99,6 +99,14 @@ class Fake(Protocol):
     # Optional: noted(number, marker) puts an internal note carrying `marker` on ticket `number`,
     # dated before the pull (as a run against another store would have); cases that need it are
     # skipped for a fake without it.
+    # Optional: external_id(number) -> str, the id the helpdesk gives story ticket `number` (a
+    # ServiceNow sys_id); a fake without it uses the number itself (see `external_id` below).
+
+
+def external_id(fake: Fake, number: int) -> str:
+    """The external id of story ticket ``number`` on ``fake``: its ``external_id(number)``, or the number."""
+    named = getattr(fake, "external_id", None)
+    return str(number) if named is None else str(named(number))
 
 
 @dataclass(frozen=True)
@@ -208,10 +216,12 @@ class ConformanceSuite:
             pytest.skip("this fake cannot hold a note written before the pull")
         if not registry.connector_class(harness.system).writes.notes_in_history:
             pytest.skip("this connector's history does not carry notes (notes_in_history is off): the core asks note_exists instead")
-        marker = "[sla-bridge:src:2:resolution:1]"
+        ticket = external_id(world.fake, 2)
+        marker = f"[sla-bridge:src:{ticket}:resolution:1]"
         noted(2, marker)
         assert world.sync(phases=("pull",)).exit_code == 0
-        rows = world.db().execute("select kind, to_value from ticket_events where ticket_id = 'src:2' and kind = 'note'").fetchall()
+        rows = world.db().execute("select kind, to_value from ticket_events where ticket_id = ? and kind = 'note'",
+                                  (f"src:{ticket}",)).fetchall()
         assert rows == [("note", marker)]
 
     def test_a_note_already_on_the_ticket_is_not_posted_again_by_a_new_store(self, harness: Harness, tmp_path: Path,
@@ -225,8 +235,9 @@ class ConformanceSuite:
         noted = getattr(world.fake, "noted", None)
         if noted is None or not posted:
             pytest.skip("this fake cannot hold a note written before the pull")
+        numbers = {external_id(world.fake, number): number for number in range(1, harness.tickets + 1)}
         for marker in posted[:5]:  # posted by "another store" before this one first pulls
-            noted(int(marker.strip("[]").split(":")[2]), marker)
+            noted(numbers[marker.strip("[]").split(":")[2]], marker)
         report = world.sync()
         assert report.exit_code == 0, report.source_docs()
         found = markers(world.fake)
@@ -279,7 +290,7 @@ class ConformanceSuite:
         connector = open_connector(world.config(), "src", transport=world.fake.transport())
         try:
             with pytest.raises(OffOriginLink, match="outside the source's origin"):
-                connector.note_exists(str(busy), "[sla-bridge:src:0:resolution:1]")
+                connector.note_exists(external_id(world.fake, busy), "[sla-bridge:src:0:resolution:1]")
         finally:
             connector.http.client.close()
         assert world.fake.foreign_requests == 0
@@ -290,9 +301,9 @@ class ConformanceSuite:
         assert report.exit_code == 0 and report.total("quarantined") >= 1
         db = world.db()
         [(record_id, reason, raw)] = db.execute("select record_id, reason, raw from quarantine").fetchall()
-        assert record_id == "2" and reason and json.loads(raw)  # kept whole, with why
+        assert record_id == external_id(world.fake, 2) and reason and json.loads(raw)  # kept whole, with why
         stored = {row[0] for row in db.execute("select external_id from tickets")}
-        assert "2" not in stored and {"1", "3"} <= stored
+        assert external_id(world.fake, 2) not in stored and {external_id(world.fake, 1), external_id(world.fake, 3)} <= stored
 
     def test_retry_after_is_honoured(self, harness: Harness, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
         slept: list[float] = []
