@@ -37,7 +37,10 @@ sections 1 to 6, 9 and 12; routes and parameters from the Table API's OpenAPI do
   (and audit rows with old value ``JOURNAL FIELD ADDITION``) for ``work_notes``/``comments``;
   unknown fields and ``sys_`` fields are ignored silently; a field a data policy refuses
   (:meth:`ServiceNowSandbox.refuse`) is a 403. Every journal entry written through the API is
-  kept in ``api_journal``, so a test can prove the connector never wrote ``comments``.
+  kept in ``api_journal``, so a test can prove the connector never wrote ``comments``. ``POST``
+  on the story's table creates a record (201, audited like any insert), ``DELETE`` removes one
+  (204). A write without ``Content-Type`` is a 400, one that is not JSON a 415; the other tables
+  refuse writes (403, an ACL).
 - ``sys_audit``: ``tablename``, ``documentkey``, ``fieldname``, ``oldvalue``, ``newvalue``,
   ``user`` (a user name), ``sys_created_on``, ``record_checkpoint``; booleans ``1``/``0``; an
   insert writes rows with an empty old value; rows come back in ``sys_id`` order (random GUIDs,
@@ -517,7 +520,8 @@ class ServiceNowSandbox(SandboxServer):
         self.semaphore_rejections = 0
         self._rng = random.Random(f"servicenow:{seed}")
         self._checkpoint = 0
-        self._endless = 0
+        self._last_autoclose: datetime | None = None
+        self._created = 0  # records created through the API
         self.tables: dict[str, Table] = {t.name: t for t in _other_tables()}
         for kind in TABLES.values():
             self.tables[kind.name] = Table(kind.name, _task_columns(kind), "number", parent="task")
@@ -699,12 +703,10 @@ class ServiceNowSandbox(SandboxServer):
         before the run are closed by ``system``, every one of them in that same second."""
         if not self.kind.closed:
             return
-        last = getattr(self, "_last_autoclose", None)
-        run = (until - timedelta(hours=3)).replace(hour=3, minute=0, second=0, microsecond=0)
-        if last is None:
-            self._last_autoclose = run
+        if self._last_autoclose is None:  # the job's last run before the story begins
+            self._last_autoclose = (until - timedelta(hours=3)).replace(hour=3, minute=0, second=0, microsecond=0)
             return
-        moment = last + timedelta(days=1)
+        moment = self._last_autoclose + timedelta(days=1)
         while moment <= until:
             records = self.tables[self.table]
             for row in list(records.ordered()):
@@ -1175,7 +1177,7 @@ class ServiceNowSandbox(SandboxServer):
         else:
             version = "latest"
         if rest == ["batch"] and request.method == "POST":
-            return self._batch(request, body)
+            return self._media_type(request) or self._batch(request, body)
         if rest[:1] == ["table"] and len(rest) in (2, 3):
             return self._table_route(request, rest[1], rest[2] if len(rest) == 3 else None, query, body, version)
         return self._error(400, "Requested URI does not represent any resource", None)
@@ -1193,9 +1195,26 @@ class ServiceNowSandbox(SandboxServer):
             if row is None or not self._visible(table, row):
                 return self.not_found()
             return json_response(200, {"result": self._render(table, row, *self._view(query))})
+        if method in ("PATCH", "PUT", "POST"):
+            refused = self._media_type(request)
+            if refused is not None:
+                return refused
         if sys_id is not None and method in ("PATCH", "PUT"):
             return self._patch(request, table, sys_id, query, body)
+        if sys_id is None and method == "POST":
+            return self._post(request, table, query, body)
+        if sys_id is not None and method == "DELETE":
+            return self._remove(table, sys_id)
         return self._error(405, "Method not Supported", f"the sandbox does not emulate {method} on this resource")
+
+    def _media_type(self, request: httpx.Request) -> httpx.Response | None:
+        """A write needs a JSON body: no Content-Type is a 400, another type a 415."""
+        kind = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if not kind:
+            return self._error(400, "Content-Type header is missing", "A request with a body needs a Content-Type: application/json")
+        if kind != "application/json":
+            return self._error(415, "Unsupported Media Type", f"Content-Type {kind} is not supported: use application/json")
+        return None
 
     @staticmethod
     def _one(query: Query, name: str, default: str = "") -> str:
@@ -1284,6 +1303,37 @@ class ServiceNowSandbox(SandboxServer):
         if request.headers.get("X-no-response-body", "").lower() == "true":
             return httpx.Response(200)
         return json_response(200, {"result": self._render(table, row, *self._view(query))})
+
+    def _post(self, request: httpx.Request, table: Table, query: Query, body: Any) -> httpx.Response:
+        """A new record (201), numbered after the story's, with the instance's defaults for what the body leaves out."""
+        if table.name != self.table:
+            return self._error(403, "Operation Failed", "ACL Exception Insert Failed due to security constraints")
+        if not isinstance(body, dict):
+            return self._error(400, "Exception while reading request", "The payload is not a JSON object")
+        self._created += 1
+        sys_id, number = self._guid(self.table, "api-record", self._created), f"{self.kind.prefix}{90_000 + self._created:07d}"
+        values = {str(k): self._coerce(v) for k, v in body.items() if str(k) in table.columns and not str(k).startswith("sys_")}
+        journal = {k: values.pop(k) for k in ("comments", "work_notes") if values.get(k)}
+        defaults = {"state": self.kind.story["new"], "active": "true", "opened_at": self.stamp(self.now()),
+                    "opened_by": self.users[self.username], "impact": "3", "urgency": "3", "sys_class_name": self.table}
+        values = {**defaults, **values, "sys_id": sys_id, "number": number}
+        values.setdefault("priority", PRIORITY_OF.get((values["impact"], values["urgency"]), "5"))
+        if self.table == "incident":
+            values["incident_state"] = values["state"]
+        self._insert(values, self.username, self.now(), journal)
+        self.api_journal += [{"sys_id": sys_id, "number": number, "element": element, "value": text, "user": self.username}
+                             for element, text in journal.items()]
+        return json_response(201, {"result": self._render(table, table.rows[sys_id], *self._view(query))},
+                             {"Location": self.link(f"/api/now/table/{table.name}/{sys_id}")})
+
+    def _remove(self, table: Table, sys_id: str) -> httpx.Response:
+        row = table.rows.get(sys_id)
+        if row is None or not self._visible(table, row):
+            return self.not_found()
+        if table.name != self.table:
+            return self._error(403, "Operation Failed", "ACL Exception Delete Failed due to security constraints")
+        self._delete(sys_id)
+        return httpx.Response(204)
 
     @staticmethod
     def _coerce(value: Any) -> str:
@@ -1418,9 +1468,8 @@ class ServiceNowSandbox(SandboxServer):
         """An empty page whose ``Link`` always names a next page further on (as if ACLs hid everything)."""
         if request.method != "GET" or not path.endswith(f"/table/{self.table}"):
             return None
-        self._endless += 1
         limit = int(self._one(query, "sysparm_limit", "10000") or 10000)
-        offset = int(self._one(query, "sysparm_offset", "0") or 0) + limit * self._endless
+        offset = int(self._one(query, "sysparm_offset", "0") or 0) + limit
         kept = {k: v for k, v in query.items() if k not in ("sysparm_offset", "sysparm_limit")}
         link = self.link(path, {**kept, "sysparm_limit": [str(limit)], "sysparm_offset": [str(offset)]})
         return json_response(200, {"result": []}, {"Link": f'<{link}>;rel="next"', "X-Total-Count": str(offset + limit * 2)})

@@ -90,7 +90,8 @@ def test_same_seed_same_records_and_deterministic_sys_ids() -> None:
     assert first == second and audits[0] == audits[1]
     assert first["result"][0]["number"] == "INC0010001"
     assert all(GUID.fullmatch(row["sys_id"]) for row in first["result"])
-    assert one.external_id(7) == first["result"][6]["sys_id"] if first["result"][6]["number"] == "INC0010007" else True
+    seventh = next(row for row in first["result"] if row["number"] == "INC0010007")
+    assert seventh["sys_id"] == one.external_id(7) == two.external_id(7)
     other = ServiceNowSandbox(60, seed=12, anchor=ANCHOR, clock=lambda: ANCHOR)
     assert other.external_id(1) != one.external_id(1)
 
@@ -420,6 +421,59 @@ def test_batch_items_past_the_timeout_are_unserviced(box: ServiceNowSandbox, htt
     data = http.post("/api/now/v1/batch", json={"batch_request_id": "b2", "rest_requests": items}).json()
     assert [s["id"] for s in data["serviced_requests"]] == ["15", "16"] and data["unserviced_requests"] == ["17", "18"]
     assert box.tables["incident"].rows[box.external_id(17)]["u_sla_status"] == ""
+
+
+def test_writes_need_a_json_content_type(box: ServiceNowSandbox, http: httpx.Client) -> None:
+    url = f"/api/now/table/incident/{box.external_id(21)}"
+    untyped = http.patch(url, content=b'{"u_sla_status": "met"}')
+    as_text = http.patch(url, content=b'{"u_sla_status": "met"}', headers={"Content-Type": "text/plain"})
+    assert (untyped.status_code, as_text.status_code) == (400, 415) and untyped.json()["status"] == "failure"
+    assert box.tables["incident"].rows[box.external_id(21)]["u_sla_status"] == ""
+
+
+def test_post_creates_an_audited_record_and_delete_removes_it(box: ServiceNowSandbox, http: httpx.Client) -> None:
+    created = http.post("/api/now/table/incident", params={"sysparm_exclude_reference_link": "true"},
+                        json={"short_description": "Printer on fire", "caller_id": box.users["acme.user01"], "urgency": "1", "impact": "1"})
+    record = created.json()["result"]
+    audit = http.get("/api/now/table/sys_audit", params={"sysparm_query": f"documentkey={record['sys_id']}^fieldnameINstate,priority",
+                                                         "sysparm_fields": "fieldname,oldvalue,newvalue"}).json()["result"]
+    gone = http.delete(f"/api/now/table/incident/{record['sys_id']}")
+    assert created.status_code == 201 and created.headers["Location"].endswith(record["sys_id"])
+    assert (record["state"], record["priority"], record["opened_by"], record["sys_mod_count"]) == ("1", "1", box.users["sla.bridge"], "0")
+    assert sorted((a["fieldname"], a["oldvalue"], a["newvalue"]) for a in audit) == [("priority", "", "1"), ("state", "", "1")]
+    assert gone.status_code == 204 and http.get(f"/api/now/table/incident/{record['sys_id']}").status_code == 404
+    assert http.patch(f"/api/now/table/sys_user/{box.users['acme.user01']}", json={"name": "x"}).status_code == 403
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+def test_endless_paging_is_an_empty_page_whose_link_always_moves_on(box: ServiceNowSandbox, http: httpx.Client) -> None:
+    box.inject("endless", path="/api/now/table/incident", times=3)
+    answer = records(http, f"sys_updated_on>=2026-01-01 00:00:00{ORDER}", 50)
+    offsets = []
+    for _ in range(3):
+        assert answer.json()["result"] == []
+        offsets.append(int(re.search(r"sysparm_offset=(\d+)", answer.links["next"]["url"]).group(1)))  # type: ignore[union-attr]
+        answer = http.get(answer.links["next"]["url"])
+    assert offsets == [50, 100, 150]  # ever further on
+    assert answer.headers["X-Total-Count"] == str(len(box.tables["incident"].rows))  # then the fault is spent: a real answer
+
+
+def test_foreign_links_point_every_url_elsewhere(box: ServiceNowSandbox, http: httpx.Client) -> None:
+    box.inject("foreign_links")
+    answer = http.get("/api/now/table/incident", params={"sysparm_limit": 5})
+    assert answer.links["next"]["url"].startswith("https://harvest.example.net/api/now/table/incident?")
+    assert answer.json()["result"][0]["caller_id"]["link"].startswith("https://harvest.example.net/")
+    assert http.get("/api/now/table/incident", params={"sysparm_limit": 5}).links["next"]["url"].startswith(box.base_url)
+
+
+def test_served_on_a_loopback_port_links_name_that_origin() -> None:
+    box = ServiceNowSandbox(10, anchor=ANCHOR, clock=lambda: ANCHOR)
+    with box.serve() as url, httpx.Client(base_url=url, auth=(box.username, box.password)) as c:
+        answer = c.get("/api/now/table/incident", params={"sysparm_limit": 2, "sysparm_fields": "number"})
+    assert answer.status_code == 200 and answer.links["next"]["url"].startswith(f"{url}/api/now/table/incident?")
+    assert answer.headers["Date"] == "Sun, 01 Nov 2026 12:00:00 GMT"
 
 
 # -- auth, limits, errors ---------------------------------------------------------------------
