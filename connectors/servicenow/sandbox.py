@@ -24,7 +24,8 @@ sections 1 to 6, 9 and 12; routes and parameters from the Table API's OpenAPI do
   midnight; ``javascript:gs.dateGenerate('d','t')`` is read in the API user's zone). A term on a
   field the table lacks, an operator the instance does not know, or a literal that does not
   parse is dropped silently (``glide.invalid_query.returns_no_rows=false``, the default): a typo
-  returns everything, as on a real instance.
+  returns everything, as on a real instance. Without ``sysparm_query``, ``name=value`` parameters
+  filter instead (``&active=true&state=2``).
 - ``sysparm_fields`` (unknown names left out; ``a.b`` names dot-walk and come back under the
   key ``"a.b"``); ``sysparm_display_value`` ``false``/``true``/``all``: display date-times in the
   API user's zone (``user_zone``) with no zone marker, choices by label, references as
@@ -1238,7 +1239,7 @@ class ServiceNowSandbox(SandboxServer):
             return self._error(400, "Invalid value given for sysparm_limit", "sysparm_limit value must be a positive integer")
         if offset < 0:
             return self._error(400, "Invalid value given for sysparm_offset", "sysparm_offset value must not be negative")
-        encoded = _Encoded(self._one(query, "sysparm_query"), table, self)
+        encoded = _Encoded(self._one(query, "sysparm_query") or self._pairs(query), table, self)
         matched = encoded.sort([row for row in self._candidates(table, encoded) if encoded.matches(row)])
         page = matched[offset : offset + limit]
         visible = [row for row in page if self._visible(table, row)]  # row ACLs after the limit, as the instance applies them
@@ -1254,6 +1255,11 @@ class ServiceNowSandbox(SandboxServer):
             if link:
                 headers["Link"] = link
         return json_response(200, {"result": [self._render(table, row, fields, mode, links) for row in visible]}, headers)
+
+    @staticmethod
+    def _pairs(query: Query) -> str:
+        """``&active=true&state=2`` (the alternative to ``sysparm_query``, which wins when both are given) as an encoded query."""
+        return "^".join(f"{name}={value}" for name, values in query.items() if not name.startswith("sysparm_") for value in values)
 
     def _candidates(self, table: Table, encoded: _Encoded) -> list[Row]:
         """The rows a query can match, in sys_id order: for a sys_audit query that names its

@@ -170,7 +170,9 @@ def test_link_header_in_the_real_format_and_absent_for_one_page(http: httpx.Clie
     assert set(last.links) == {"first", "prev", "last"}  # the last page has prev and no next
     assert "Link" not in single.headers and single.headers["X-Total-Count"] == str(total)
     no_count = http.get("/api/now/table/incident", params={"sysparm_limit": 20, "sysparm_no_count": "true"})
-    assert "X-Total-Count" not in no_count.headers
+    assert "X-Total-Count" not in no_count.headers and set(no_count.links) == {"first", "next"}
+    suppressed = http.get("/api/now/table/incident", params={"sysparm_limit": 20, "sysparm_suppress_pagination_header": "true"})
+    assert "Link" not in suppressed.headers and suppressed.headers["X-Total-Count"] == str(total)
 
 
 def test_acl_hidden_rows_shorten_pages_after_the_limit_and_still_count(box: ServiceNowSandbox, http: httpx.Client) -> None:
@@ -217,6 +219,11 @@ def test_encoded_query_operators(http: httpx.Client) -> None:
     assert numbers(http, "numberENDSWITH0079") == ["INC0010079"]
     assert all(n for n in numbers(http, "u_sla_statusISEMPTY^ORDERBYnumber")) and numbers(http, "u_sla_statusISNOTEMPTY") == []
     assert numbers(http, "priority<=1^priority>=1") == numbers(http, "priority=1") != []
+    assert numbers(http, "priorityBETWEEN1@2^ORDERBYnumber") == numbers(http, "priorityIN1,2^ORDERBYnumber")
+    assert "INC0010001" not in numbers(http, "short_descriptionNOT LIKErequest 1^ORDERBYnumber")
+    assert numbers(http, "numberININC0010001,INC0010002^ORDERBYDESCnumber^ORDERBYsys_id") == ["INC0010002", "INC0010001"]
+    pairs = http.get("/api/now/table/incident", params={"number": "INC0010003", "sysparm_fields": "number"}).json()["result"]
+    assert pairs == [{"number": "INC0010003"}]  # name=value pairs instead of sysparm_query
 
 
 def test_an_unknown_field_in_a_query_is_dropped_so_a_typo_returns_everything(http: httpx.Client) -> None:
@@ -380,6 +387,17 @@ def test_patch_without_a_response_body_missing_and_refused_records(box: ServiceN
                                                                        "restricts the record retrieval"}, "status": "failure"})
     assert refused.status_code == 403 and refused.json()["status"] == "failure" and "Data Policy Exception" in refused.json()["error"]["detail"]
     assert box.tables["incident"].rows[box.external_id(10)]["u_sla_status"] == ""
+
+
+def test_a_comment_through_the_api_is_recorded_as_customer_visible(box: ServiceNowSandbox, http: httpx.Client) -> None:
+    """The record a connector test reads to prove sla-bridge never wrote ``comments`` does catch one."""
+    http.patch(f"/api/now/table/incident/{box.external_id(22)}", json={"comments": "Hello customer", "state": "2"})
+    assert [(e["element"], e["value"]) for e in box.api_journal] == [("comments", "Hello customer")]
+    assert box.comments_by("sla.bridge") == ["Hello customer"]
+    audit = http.get("/api/now/table/sys_audit", params={"sysparm_query": f"documentkey={box.external_id(22)}^user=sla.bridge",
+                                                         "sysparm_fields": "fieldname,newvalue"}).json()["result"]
+    changed = {a["fieldname"] for a in audit}
+    assert {"comments"} <= changed and (("state" in changed) == ("incident_state" in changed))
 
 
 def test_a_patch_that_changes_nothing_writes_nothing(box: ServiceNowSandbox, http: httpx.Client) -> None:
@@ -633,6 +651,7 @@ def test_the_connectors_table_api_requests_fit_the_vendor_document(box: ServiceN
         c.get("/api/now/table/sys_user", params={"sysparm_query": "user_name=sla.bridge", "sysparm_fields": "sys_id,user_name,name,email,time_zone",
                                                  "sysparm_limit": 1})
         walked = keyset_walk(c, "2026-07-01 00:00:00", limit=30)
+        c.get(c.get("/api/now/table/incident", params={"sysparm_limit": 10}).links["next"]["url"])  # a Link URL the instance named
         c.get("/api/now/table/sys_audit", params={"sysparm_query": "tablename=incident^documentkeyIN" + ",".join(r["sys_id"] for r in walked[:100])
                                                   + "^fieldnameINstate,hold_reason,priority,comments,work_notes^ORDERBYsys_created_on^ORDERBYsys_id",
                                                   "sysparm_fields": AUDIT_FIELDS, "sysparm_limit": 1000})
