@@ -47,7 +47,8 @@ sections 1 to 6, 9 and 12; routes and parameters from the Table API's OpenAPI do
   insert writes rows with an empty old value; rows come back in ``sys_id`` order (random GUIDs,
   so not time order) unless ORDERBY says otherwise. ``sys_journal_field``: ``element``,
   ``element_id``, ``value``, ``sys_created_by``, ``sys_created_on``. Without the audit_viewer role
-  (``audit_viewer=False``) both answer 200 ``[]``, as a row ACL does.
+  (``audit_viewer=False``) both answer 200 ``[]``, as a row ACL does (Assumption: like row
+  ACLs, ``X-Total-Count`` and ``Link`` still count the rows withheld).
 - ``sys_choice`` (the table's rows, and task's for the elements the table inherits),
   ``sys_dictionary`` (a collection row with an empty element, then the columns), ``sys_user``,
   ``sys_user_group``, ``core_company``, ``sys_user_role``, ``sys_user_has_role`` (``itil`` for
@@ -198,8 +199,8 @@ class Column:
 class Table:
     """One table: its columns (in dictionary order), its rows by sys_id and its display field."""
 
-    def __init__(self, name: str, columns: Iterable[Column], display: str, *, parent: str = "", indexed: str = "") -> None:
-        self.name, self.display, self.parent, self.indexed = name, display, parent, indexed
+    def __init__(self, name: str, columns: Iterable[Column], display: str, *, indexed: str = "") -> None:
+        self.name, self.display, self.indexed = name, display, indexed
         sys = [Column("sys_id", "GUID", "Sys ID", owner=name, max_length=32), Column("sys_created_on", "glide_date_time", "Created", owner=name),
                Column("sys_created_by", "string", "Created by", owner=name), Column("sys_updated_on", "glide_date_time", "Updated", owner=name),
                Column("sys_updated_by", "string", "Updated by", owner=name), Column("sys_mod_count", "integer", "Updates", owner=name)]
@@ -295,10 +296,9 @@ USER_COLUMNS = [_col("user_name", label="User ID"), _col("name", label="Name"), 
 def _other_tables() -> list[Table]:
     return [
         Table("sys_user", USER_COLUMNS, "name"),
-        Table("customer_contact", [*USER_COLUMNS, _col("account", "reference", "Account", "customer_account", max_length=32)], "name",
-              parent="sys_user"),
+        Table("customer_contact", [*USER_COLUMNS, _col("account", "reference", "Account", "customer_account", max_length=32)], "name"),
         Table("core_company", [_col("name"), _col("customer", "boolean"), _col("vendor", "boolean")], "name"),
-        Table("customer_account", [_col("name"), _col("number"), _col("customer", "boolean")], "name", parent="core_company"),
+        Table("customer_account", [_col("name"), _col("number"), _col("customer", "boolean")], "name"),
         Table("sys_user_group", [_col("name"), _col("description", max_length=1000), _col("active", "boolean")], "name"),
         Table("sys_user_role", [_col("name"), _col("description", max_length=1000)], "name"),
         Table("sys_user_has_role", [_col("user", "reference", "User", "sys_user", max_length=32),
@@ -525,7 +525,7 @@ class ServiceNowSandbox(SandboxServer):
         self._created = 0  # records created through the API
         self.tables: dict[str, Table] = {t.name: t for t in _other_tables()}
         for kind in TABLES.values():
-            self.tables[kind.name] = Table(kind.name, _task_columns(kind), "number", parent="task")
+            self.tables[kind.name] = Table(kind.name, _task_columns(kind), "number")
         self.numbers: dict[int, str] = {}  # story number -> sys_id, deleted ones included
         self._people()
         self._choices()
@@ -534,8 +534,9 @@ class ServiceNowSandbox(SandboxServer):
 
     @classmethod
     def for_demo(cls, tickets: int, seed: int, *, deal: tuple[int, int] = (0, 1)) -> ServiceNowSandbox:
-        """Real time; rate-limit rules a demo of 1500 tickets never meets (its pull takes about 20
-        requests and its write-back about 60 batches an hour: the rules allow a hundred times that)."""
+        """Real time; rate-limit rules a demo of 1500 tickets never meets (a run's pull takes about 20
+        Table API requests and its write-back 60 batches of 25: the rules allow a hundred times that
+        an hour, or more)."""
         return cls(tickets, seed=seed, deal=deal, rate_rules={"GET /now/table/{tableName}": 20_000, "POST /now/batch": 6_000})
 
     @classmethod
@@ -1041,15 +1042,8 @@ class ServiceNowSandbox(SandboxServer):
         """The raw value at a (dot-walked) field name ("" through an empty reference)."""
         if "." not in path:
             return row.get(path, "")
-        target: Row | None = row
-        parts = path.split(".")
-        for part in parts[:-1]:
-            column = table.columns[part]
-            table = self.tables[column.reference]
-            target = table.rows.get(target.get(part, "")) if target is not None else None
-            if target is None:
-                return ""
-        return target.get(parts[-1], "") if target is not None else ""
+        _, target = self._owner(table, row, path)
+        return target.get(path.rsplit(".", 1)[1], "") if target is not None else ""
 
     def _visible(self, table: Table, row: Row) -> bool:
         if table.name in AUDIT_READ_TABLES and not self.audit_viewer:
