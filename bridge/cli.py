@@ -742,7 +742,7 @@ def sandbox(tickets: int, seed: int, write_to: str | None) -> None:
             Path(write_to).write_text(text)
         _say(text)
         for box in running.values():  # the sandbox's own made-up token, shown on purpose
-            click.echo(f"# export {box.source['auth']['token_env']}={box.sandbox.token}", err=True)
+            click.echo(f"# export {box.secret_env}={box.sandbox.token}", err=True)
         _say("# sandboxes running on loopback; Ctrl-C to stop", err=True)
         try:
             while True:
@@ -787,9 +787,13 @@ def demo(directory: str | None, tickets: int) -> None:
         _say("\nWritten back to the helpdesk:")
         for name, box in running.items():
             summary = box.sandbox.writeback_summary()
-            verb = "tagged" if connector_class(box.system).writes.tag_word == "tags" else "labelled"
-            _say(f"  {name}: {summary.tickets_tagged:,} tickets {verb} sla_at_risk / sla_breached, "
-                 f"{len(summary.notes):,} internal notes")
+            writes = connector_class(box.system).writes
+            if writes.tags:
+                verb = "tagged" if writes.tag_word == "tags" else "labelled"
+                marked = f"{summary.tickets_tagged:,} tickets {verb} sla_at_risk / sla_breached"
+            else:
+                marked = f"{summary.tickets_tagged:,} tickets with their SLA status field set"
+            _say(f"  {name}: {marked}, {len(summary.notes):,} internal notes")
             if summary.notes:
                 example = next((n for n in summary.notes if "Service credit" in n), summary.notes[0])
                 _say("  one of the notes an agent now sees:")

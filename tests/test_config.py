@@ -91,7 +91,7 @@ BAD_CONFIGS = [
     (
         "unknown system",
         SOURCE.replace('"zendesk"', '"freshdesk"'),
-        "sources.zd.system: value 'freshdesk' is not allowed; choose one of 'jira' or 'zendesk' (the systems with a connector installed)",
+        "sources.zd.system: value 'freshdesk' is not allowed; choose one of 'jira', 'servicenow' or 'zendesk' (the systems with a connector installed)",
     ),
     (
         "plain http to a remote host",

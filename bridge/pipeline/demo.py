@@ -26,6 +26,7 @@ class RunningSandbox:
     system: str
     sandbox: Sandbox
     source: dict[str, Any]  # its [sources.NAME] table, pointing at where it listens
+    secret_env: str  # the environment variable its secret (token, password) is read from
 
 
 def start_sandboxes(stack: ExitStack, tickets: int, seed: int) -> dict[str, RunningSandbox]:
@@ -38,7 +39,7 @@ def start_sandboxes(stack: ExitStack, tickets: int, seed: int) -> dict[str, Runn
         url = stack.enter_context(box.serve())
         token_env = f"SLA_DEMO_{system.upper()}_TOKEN"
         os.environ[token_env] = box.token
-        running[f"{system}-sandbox"] = RunningSandbox(system, box, box.source_config(url, token_env))
+        running[f"{system}-sandbox"] = RunningSandbox(system, box, box.source_config(url, token_env), token_env)
     return running
 
 CONTRACTS = """\

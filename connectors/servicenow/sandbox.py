@@ -1012,7 +1012,8 @@ class ServiceNowSandbox(SandboxServer):
             "start": (self.anchor - timedelta(days=100)).date().isoformat(),
             "auth": {"username": self.username, "password_env": token_env},
             "table": self.table,
-            "fields": {"customer": self.kind.customer, "group": "assignment_group"},
+            # Dot-walked to the names: a reference reads as a sys_id raw, and policies match names.
+            "fields": {"customer": f"{self.kind.customer}.name", "group": "assignment_group.name"},
             "writeback": {"enabled": True, "status_field": "u_sla_status"},
         }
 

@@ -14,14 +14,14 @@ from connectors.zendesk import ZendeskConnector
 
 def test_the_built_in_connector_comes_from_its_entry_point(monkeypatch):
     monkeypatch.setattr(registry, "_registry", {})  # nothing imported yet
-    assert {"zendesk", "jira"} <= set(registry.systems())
+    assert {"zendesk", "jira", "servicenow"} <= set(registry.systems())
     assert registry.connector_class("zendesk") is ZendeskConnector
     assert registry.connector_class("jira").__name__ == "JiraConnector"
-    assert registry.sandbox_systems() == ["jira", "zendesk"]
+    assert registry.sandbox_systems() == ["jira", "servicenow", "zendesk"]
 
 
 def test_an_unknown_system_names_the_ones_there_are():
-    with pytest.raises(ConnectorUnavailable, match=r"no connector for system 'freshdesk' \(available: jira, zendesk\)"):
+    with pytest.raises(ConnectorUnavailable, match=r"no connector for system 'freshdesk' \(available: jira, servicenow, zendesk\)"):
         registry.connector_class("freshdesk", source="fd")
 
 

@@ -27,16 +27,17 @@ def test_demo_syncs_a_quarter_and_shows_what_it_wrote(tmp_path):
     assert pulled and 380 <= int(pulled.group(1)) <= 400, out
     assert "Worst clocks now (sla-bridge status):" in out and "breached" in out
     # one story dealt between the helpdesks, both written back to
-    for source in ("zendesk-sandbox", "jira-sandbox"):
-        assert re.search(rf"\| Ref: \[sla-bridge:{source}:\d+:\w+:\d+\]", out), source
+    for source in ("zendesk-sandbox", "jira-sandbox", "servicenow-sandbox"):
+        assert re.search(rf"\| Ref: \[sla-bridge:{source}:\w+:\w+:\d+\]", out), source
     assert re.search(r"  jira-sandbox: [1-9][\d,]* tickets labelled", out) and re.search(r"  zendesk-sandbox: [1-9][\d,]* tickets tagged", out)
+    assert re.search(r"  servicenow-sandbox: [1-9][\d,]* tickets with their SLA status field set", out)
     config = tmp_path / "demo" / "sla-bridge.toml"
     assert config.is_file() and (tmp_path / "demo" / "sla-bridge.db").is_file()
     # the user can go on exploring with the printed commands
     status = run_cli("--config", str(config), "status", "--json")
     assert status.returncode == 0 and '"state": "breached"' in status.stdout
     clocks = json.loads(status.stdout)["clocks"]
-    assert {clock["ticket_id"].split(":")[0] for clock in clocks} == {"zendesk-sandbox", "jira-sandbox"}
+    assert {clock["ticket_id"].split(":")[0] for clock in clocks} == {"zendesk-sandbox", "jira-sandbox", "servicenow-sandbox"}
 
 
 def test_sandbox_serves_until_stopped_and_prints_a_working_config(tmp_path):
@@ -51,9 +52,18 @@ def test_sandbox_serves_until_stopped_and_prints_a_working_config(tmp_path):
         time.sleep(0.2)
         config = tomllib.loads(written.read_text())
         sources = config["sources"]
-        assert sorted(source["system"] for source in sources.values()) == ["jira", "zendesk"]
+        assert sorted(source["system"] for source in sources.values()) == ["jira", "servicenow", "zendesk"]
         assert all(source["url"].startswith("http://127.0.0.1:") for source in sources.values())
-        tokens = {source["auth"]["token_env"]: "sandbox-token" for source in sources.values()}
+        # each sandbox's secret (an API token, ServiceNow's password), as the command tells the user to export it
+        tokens: dict[str, str] = {}
+        assert server.stderr is not None
+        while len(tokens) < len(sources):
+            line = server.stderr.readline()
+            assert line, "the sandbox command stopped before naming every secret"
+            if line.startswith("# export "):
+                name, _, value = line.removeprefix("# export ").strip().partition("=")
+                tokens[name] = value
+        assert set(tokens) == {source["auth"].get("token_env") or source["auth"]["password_env"] for source in sources.values()}
         check = run_cli("--config", str(written), "check", "--online", env={**os.environ, **tokens}, cwd=tmp_path)
         assert check.returncode == 0, check.stdout + check.stderr
         for name in sources:
