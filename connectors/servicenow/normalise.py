@@ -62,9 +62,11 @@ DEFAULT_STATUSES = {
     "Awaiting Info": "waiting_customer",
     # the task family (sc_req_item, sc_task): Pending waits on something other than the customer
     # (an approval, a fulfilment step); the three Closed states end the work. Closed Complete is
-    # done as asked, yet it is closed, not resolved: nothing reopens it and no one confirms it, so
-    # it is no "resolved, awaiting confirmation"; Incomplete and Skipped also end it without the
-    # request met, which sla-bridge cannot tell from canceled, so they are closed as well.
+    # closed, not resolved: nothing reopens it and no one confirms it, so it is no "resolved,
+    # awaiting confirmation". Incomplete and Skipped end it too; a cancelled or rejected request
+    # also lands there, but so does work that failed, and canceled would take the record out of
+    # the SLA's count: closed keeps a late one counted (an instance that uses them for
+    # cancellation maps "Closed Incomplete" = "canceled").
     "Pending": "on_hold",
     "Work in Progress": "open",
     "Closed Complete": "closed",
@@ -166,6 +168,9 @@ class ServiceNowRecords:
         self.names = names or {}
         self.status_field = status_field
         self.caller_field = CALLER_FIELDS.get(table, "caller_id")
+        # The caller's user name by record, where the record carries the dot-walk
+        # (``caller_id.user_name``): sys_audit names users by user name, the record by sys_id.
+        self.callers: dict[str, str] = {}
 
     # -- records ----------------------------------------------------------------------------
 
@@ -201,6 +206,9 @@ class ServiceNowRecords:
             # data): it stands in only for a record that is done.
             resolved = text.get("closed_at")
         when = f"{name}: "
+        caller_user = text.get(self.caller_user_field)
+        if caller_user is not None:
+            self.callers[sys_id] = caller_user
         return [Ticket(
             source=self.source,
             system="servicenow",
@@ -225,6 +233,12 @@ class ServiceNowRecords:
             tags=[],
             version=version,
         )]
+
+    @property
+    def caller_user_field(self) -> str:
+        """The dot-walk that gives the caller's user name (``caller_id.user_name``): ask for it in
+        ``sysparm_fields`` so that :meth:`events` knows the caller's own comments."""
+        return f"{self.caller_field}.user_name"
 
     def _role(self, role: str, text: _Fields) -> str | None:
         spec = self.fields.get(role)
@@ -272,7 +286,9 @@ class ServiceNowRecords:
         comments as replies (an agent's iff ``roster`` says the user was an agent when they wrote
         it; ``caller_user``'s are always the customer's, even where the caller is an agent too;
         ``own_user``'s and the instance's own automation's are no one's), and the sla-bridge
-        markers in work notes as ``note`` events. Users are user names, as sys_audit gives them.
+        markers in work notes as ``note`` events. Users are user names, as sys_audit gives them;
+        ``caller_user=None`` takes the caller's from the record as :meth:`ticket` read it, if it
+        carried :attr:`caller_user_field`.
         """
         if not isinstance(sys_id, str) or not _SYS_ID.fullmatch(sys_id):
             raise ValueError(f"the history of {self.table} record {sys_id!r}: not a sys_id (32 hex digits)")
@@ -280,6 +296,7 @@ class ServiceNowRecords:
         if not isinstance(audit_rows, list | tuple):
             raise ValueError(f"{name}: the sys_audit rows are {type(audit_rows).__name__}, not a list")
         rows = [_AuditRow.read(row, name, sys_id) for row in audit_rows]
+        caller_user = caller_user if caller_user is not None else self.callers.get(sys_id)
         ticket_id = f"{self.source}:{sys_id}"
         result: list[TicketEvent] = []
         current: dict[str, str | None] = {"state": None, "hold_reason": None}
@@ -310,7 +327,7 @@ class ServiceNowRecords:
             return []  # a hold reason changed while the state is unknown: no status to say
         old = self._status_raw(before["state"] or "", before["hold_reason"] or "")
         new = self._status_raw(after["state"] or "", after["hold_reason"] or "")
-        if old == new and before["state"]:
+        if old == new:
             return []
         anchor = _first(update, "state") or update[0]
         return [TicketEvent(ticket_id, f"s{anchor.sys_id}", "status", anchor.at,

@@ -43,7 +43,7 @@ CHOICES = [
     choice("task", "priority", "5", "5 - Planning"),
     choice("incident", "state", "1", "New"), choice("incident", "state", "2", "In Progress"),
     choice("incident", "state", "3", "On Hold"), choice("incident", "state", "6", "Resolved"),
-    choice("incident", "state", "7", "Closed"), choice("incident", "state", "8", "Canceled"),
+    choice("incident", "state", "7", "Closed"), choice("incident", "state", "8", "Canceled"), choice("incident", "state", "9", "Triage"),
     choice("incident", "hold_reason", "1", "Awaiting Caller", "3"), choice("incident", "hold_reason", "3", "Awaiting Problem", "3"),
     choice("incident", "hold_reason", "4", "Awaiting Vendor", "3"), choice("incident", "hold_reason", "5", "Awaiting Change", "3"),
 ]
@@ -161,6 +161,8 @@ def test_the_url_names_the_configured_table() -> None:
     ("3", "", {"3": "waiting_third_party"}, "waiting_third_party", "3"),       # the bare code beats the bare label
     ("2", "", {"In Progress": "new"}, "new", "In Progress"),
     ("10", "", {}, "10", "10"),                                 # no label known: the code, reported unmapped
+    ("9", "1", {}, "Triage", "Triage"),                         # unmapped, with a hold reason of another state: left out
+    ("9", "", {"9/1": "open"}, "Triage", "Triage"),
 ])
 def test_the_status_is_the_state_and_hold_reason_by_the_first_key_the_config_maps(
         state: str, hold: str, statuses: dict[str, str], status: str, raw: str) -> None:
@@ -411,3 +413,20 @@ def test_a_malformed_audit_row_raises_naming_the_record_and_row(change: dict[str
 def test_a_malformed_history_raises_naming_the_record(sys_id: Any, rows: Any, reason: str) -> None:
     with pytest.raises(ValueError, match="^" + re.escape(reason)):
         records().events(sys_id, rows, AGENTS, caller_user=None, own_user=None)
+
+
+def test_the_caller_s_user_name_comes_from_the_record_when_it_carries_the_dot_walk() -> None:
+    """sys_audit names the caller by user name, the record by sys_id: ``caller_id.user_name`` joins them."""
+    sn = records()
+    assert sn.caller_user_field == "caller_id.user_name"
+    sn.ticket({**RECORD, "caller_id.user_name": "beth.anglin"})  # an agent who raised their own incident
+    rows = [audit(row_id(1), "comments", J, "My own laptop is broken", "2026-03-02 09:05:00", "2", "beth.anglin")]
+    events = sn.events(SYS_ID, rows, AGENTS, caller_user=None, own_user=None)
+    assert [event.kind for event in events] == ["customer_reply"]
+    other = "0" * 31 + "1"
+    assert [e.kind for e in sn.events(other, [{**rows[0], "documentkey": other}], AGENTS, caller_user=None, own_user=None)] == [
+        "agent_reply"]  # another record's caller is someone else
+
+
+def test_the_case_s_caller_user_name_is_the_contact_s() -> None:
+    assert records("sn_customerservice_case").caller_user_field == "contact.user_name"
