@@ -256,7 +256,9 @@ class ServiceNowConnector(Connector):
                 for element, row in sorted(columns.items())]
 
     def _fields(self) -> str:
-        wanted = [*BASE_FIELDS, CALLER_FIELD.get(self.table, "caller_id"), *self.fields.values()]
+        # the caller's user name too (dot-walked): sys_audit names users by user name, and a caller's
+        # own comments are the customer's even where the caller is an agent as well
+        wanted = [*BASE_FIELDS, CALLER_FIELD.get(self.table, "caller_id"), self.records.caller_user_field, *self.fields.values()]
         status_field = self.sn.writeback.status_field
         if status_field:
             wanted.append(status_field)

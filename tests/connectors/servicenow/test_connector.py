@@ -1,0 +1,222 @@
+"""The ServiceNow connector against canned responses (respx): keyset paging, ACL-short pages, a
+one-hour Retry-After, OAuth, work notes that are never comments, our own notes pulled back."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import respx
+
+from bridge.config import load_config
+from bridge.edges.http import RetryPolicy, SourceClient, build_client
+from bridge.errors import RetriableSourceError
+from bridge.model import Note, Ticket, WritebackPlan
+from connectors.servicenow import ServiceNowConnector
+from connectors.servicenow.connector import patch_body
+from tests.conftest import pages
+
+URL = "https://acme.service-now.com"
+NOW = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
+RECORDS = f"{URL}/api/now/table/incident"
+AUDIT = f"{URL}/api/now/table/sys_audit"
+CHOICES = [
+    {"name": "incident", "element": "state", "value": "1", "label": "New", "sequence": "1", "dependent_value": ""},
+    {"name": "incident", "element": "state", "value": "2", "label": "In Progress", "sequence": "2", "dependent_value": ""},
+    {"name": "incident", "element": "state", "value": "3", "label": "On Hold", "sequence": "3", "dependent_value": ""},
+    {"name": "incident", "element": "state", "value": "6", "label": "Resolved", "sequence": "6", "dependent_value": ""},
+    {"name": "incident", "element": "hold_reason", "value": "1", "label": "Awaiting Caller", "sequence": "1", "dependent_value": "3"},
+    {"name": "task", "element": "priority", "value": "2", "label": "2 - High", "sequence": "2", "dependent_value": ""},
+]
+
+
+def sys_id(number: int) -> str:
+    return f"{number:032x}"
+
+
+def record(number: int, updated: str = "2026-10-01 10:00:00", **extra: str) -> dict[str, str]:
+    return {"sys_id": sys_id(number), "number": f"INC{number:07d}", "short_description": f"Issue {number}", "state": "2",
+            "hold_reason": "", "priority": "2", "opened_at": "2026-10-01 09:00:00", "sys_created_on": "2026-10-01 09:00:00",
+            "sys_updated_on": updated, "sys_mod_count": "3", "resolved_at": "", "closed_at": "", "opened_by": "",
+            "assigned_to": "", "active": "true", "caller_id": sys_id(9000), "caller_id.user_name": "cara.customer",
+            "company.name": "ACME Ltd", "assignment_group.name": "Service Desk", "u_sla_status": "", **extra}
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+def make(monkeypatch: pytest.MonkeyPatch, sleeps: list[float], **source: Any) -> ServiceNowConnector:
+    monkeypatch.setenv("SN_SECRET", "sn-secret-abcdef")
+    table = {"system": "servicenow", "url": URL, "start": "2026-09-01", "auth": {"username": "sla.bridge", "password_env": "SN_SECRET"},
+             "writeback": {"enabled": True, "status_field": "u_sla_status"}, **source}
+    config = load_config(data={"sources": {"sn": table}}, environ=False)
+    client = build_client(URL, http=config.http, auth=ServiceNowConnector.auth(config.sources["sn"], config.source_secret("sn")))
+    return ServiceNowConnector("sn", config.sources["sn"], SourceClient("sn", client, RetryPolicy(sleep=sleeps.append, clock=lambda: NOW)))
+
+
+@pytest.fixture
+def connector(monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> ServiceNowConnector:
+    return make(monkeypatch, sleeps)
+
+
+def look_ups(agents: tuple[str, ...] = ("ann.agent",), audit: list[dict[str, str]] | None = None) -> None:
+    respx.get(f"{URL}/api/now/table/sys_choice").mock(return_value=httpx.Response(200, json={"result": CHOICES}))
+    respx.get(f"{URL}/api/now/table/sys_user_has_role").mock(return_value=httpx.Response(200, json={"result": [
+        {"user.user_name": name, "role.name": "itil"} for name in agents]}))
+    respx.get(AUDIT).mock(return_value=httpx.Response(200, json={"result": audit or []}))
+
+
+def query(call: Any) -> str:
+    return parse_qs(urlsplit(str(call.request.url)).query)["sysparm_query"][0]
+
+
+@respx.mock
+def test_fifty_records_in_one_second_are_paged_by_keyset_and_none_is_skipped(connector: ServiceNowConnector) -> None:
+    look_ups()
+    second = [record(n, "2026-10-01 10:00:00") for n in range(1, 51)]
+    route = respx.get(RECORDS).mock(side_effect=[
+        httpx.Response(200, json={"result": second[:20]}), httpx.Response(200, json={"result": second[20:40]}),
+        httpx.Response(200, json={"result": second[40:]}), httpx.Response(200, json={"result": []})])
+    found = [t.external_id for p in pages(connector, now=NOW) for t in p.tickets]
+    assert found == [sys_id(n) for n in range(1, 51)]
+    first, following = query(route.calls[0]), query(route.calls[1])
+    assert "sys_updated_on>=" in first and "javascript" not in first and first.endswith("^ORDERBYsys_updated_on^ORDERBYsys_id")
+    assert following == (f"sys_updated_on=2026-10-01 10:00:00^sys_id>{sys_id(20)}^NQsys_updated_on>2026-10-01 10:00:00"
+                         "^ORDERBYsys_updated_on^ORDERBYsys_id")
+    assert parse_qs(urlsplit(str(route.calls[0].request.url)).query)["sysparm_display_value"] == ["false"]
+
+
+@respx.mock
+def test_a_page_shortened_or_emptied_by_acls_is_not_the_end(connector: ServiceNowConnector) -> None:
+    look_ups()
+    link = f'<{RECORDS}?sysparm_offset=500&sysparm_limit=500&sysparm_query=x>;rel="next"'
+    route = respx.get(RECORDS).mock(side_effect=[
+        httpx.Response(200, json={"result": [record(1, "2026-10-01 10:00:00")]}),  # 499 of 500 hidden: short, not the end
+        httpx.Response(200, json={"result": []}, headers={"Link": link}),  # all 500 hidden, but more follow
+        httpx.Response(200, json={"result": [record(2, "2026-10-01 11:00:00")]}),
+        httpx.Response(200, json={"result": []}),
+    ])
+    found = [t.external_id for p in pages(connector, now=NOW) for t in p.tickets]
+    assert found == [sys_id(1), sys_id(2)]
+    assert "sysparm_offset=500" in str(route.calls[2].request.url)  # the Link followed past the hidden rows
+
+
+@respx.mock
+def test_a_one_hour_retry_after_stops_the_source_without_sleeping_and_keeps_the_cursor(connector: ServiceNowConnector,
+                                                                                     sleeps: list[float]) -> None:
+    look_ups()
+    limited = {"error": {"message": "Rate limit exceeded", "detail": "Rate limit of 100 requests per hour for Table API exceeded"},
+               "status": "failure"}
+    respx.get(RECORDS).mock(side_effect=[
+        httpx.Response(200, json={"result": [record(1, "2026-10-01 10:00:00")]}),
+        httpx.Response(429, json=limited, headers={"Retry-After": "3600", "X-RateLimit-Limit": "100", "X-RateLimit-Rule": "a" * 32}),
+    ])
+    kept = []
+    with pytest.raises(RetriableSourceError) as raised:
+        kept.extend(pages(connector, now=NOW))
+    assert sleeps == [] and "retry after 2026-11-01 13:00:00 UTC" in str(raised.value)  # an hour on: stopped, not asleep
+    assert len(kept) == 1 and kept[0].cursor and "2026-10-01T10:00:00" in kept[0].cursor  # the page before is kept, with its cursor
+
+
+@respx.mock
+def test_oauth_client_credentials_fetch_a_token_once_and_every_request_carries_it(monkeypatch: pytest.MonkeyPatch,
+                                                                                sleeps: list[float]) -> None:
+    connector = make(monkeypatch, sleeps, auth={"client_id": "sla-bridge-app", "client_secret_env": "SN_SECRET"})
+    token = respx.post(f"{URL}/oauth_token.do").mock(return_value=httpx.Response(200, json={
+        "access_token": "sn-access-token-123456", "token_type": "Bearer", "expires_in": 1799, "scope": "useraccount"}))
+    look_ups()
+    route = respx.get(RECORDS).mock(side_effect=[httpx.Response(200, json={"result": [record(1)]}),
+                                                 httpx.Response(200, json={"result": []})])
+    list(pages(connector, now=NOW))
+    assert token.call_count == 1
+    assert {c.request.headers["Authorization"] for c in route.calls} == {"Bearer sn-access-token-123456"}
+
+
+def test_patch_body_refuses_the_customer_visible_journal() -> None:
+    assert patch_body("u_sla_status", {"u_sla_status": "breached"}, "note [m]") == {"u_sla_status": "breached", "work_notes": "note [m]"}
+    with pytest.raises(AssertionError, match="comments"):
+        patch_body("u_sla_status", {"comments": "hello customer"}, None)
+
+
+def test_no_code_path_of_the_connector_names_the_comments_journal_but_to_refuse_it() -> None:
+    """Read from the source: the string "comments" appears only as the refused constant, and
+    every write body comes from patch_body."""
+    source = (Path(__file__).resolve().parents[3] / "connectors" / "servicenow" / "connector.py").read_text()
+    tree = ast.parse(source)
+    uses = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Constant) and node.value == "comments"]
+    assert len(uses) == 2  # CUSTOMER_FACING = "comments", and the history fields read (HISTORY_FIELDS)
+    keys = [k.value for node in ast.walk(tree) if isinstance(node, ast.Dict) for k in node.keys if isinstance(k, ast.Constant)]
+    assert "comments" not in keys
+
+
+@respx.mock
+def test_a_batch_writes_the_status_field_and_a_work_note_and_reports_each_record(connector: ServiceNowConnector) -> None:
+    served = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        items = []
+        for item in body["rest_requests"]:
+            sent = json.loads(base64.b64decode(item["body"]))
+            served.append((item["method"], item["url"], sent))
+            status = 404 if "0000000000000000000000000000000b" in item["url"] else 200
+            reply = {"result": {"sys_mod_count": "4"}} if status == 200 else {"error": {"message": "No Record found", "detail": "gone"}}
+            items.append({"id": item["id"], "status_code": status, "status_text": "OK",
+                          "body": base64.b64encode(json.dumps(reply).encode()).decode()})
+        return httpx.Response(200, json={"batch_request_id": body["batch_request_id"], "serviced_requests": items,
+                                         "unserviced_requests": []})
+
+    route = respx.post(f"{URL}/api/now/v1/batch").mock(side_effect=answer)
+    marker = f"[sla-bridge:sn:{sys_id(10)}:resolution:1]"
+    plans = [WritebackPlan(pulled(10), set_fields={"u_sla_status": "breached"}, notes=[Note(marker, f"Breach. {marker}")]),
+             WritebackPlan(pulled(11), set_fields={"u_sla_status": "at_risk"})]
+    first, second = connector.write(plans)
+    assert route.call_count == 1
+    assert first.outcomes() == {"field:u_sla_status": "sent", f"note:{marker}": "sent"}
+    assert second.outcomes() == {"field:u_sla_status": "refused"} and "No Record found" in second.detail
+    assert [(m, body) for m, _, body in served] == [("PATCH", {"u_sla_status": "breached", "work_notes": f"Breach. {marker}"}),
+                                                    ("PATCH", {"u_sla_status": "at_risk"})]
+    assert all("comments" not in body for _, _, body in served)
+
+
+def pulled(number: int) -> Ticket:
+    return Ticket("sn", "servicenow", sys_id(number), f"INC{number:07d}", "T", "open", "In Progress", NOW, NOW)
+
+
+@respx.mock
+def test_our_own_work_note_pulled_back_moves_no_clock(connector: ServiceNowConnector) -> None:
+    marker = f"[sla-bridge:sn:{sys_id(1)}:resolution:1]"
+    audit = [
+        {"sys_id": "a" * 32, "documentkey": sys_id(1), "fieldname": "work_notes", "oldvalue": "JOURNAL FIELD ADDITION",
+         "newvalue": f"SLA breach. {marker}", "user": "sla.bridge", "sys_created_on": "2026-10-01 11:00:00", "record_checkpoint": "4"},
+        {"sys_id": "b" * 32, "documentkey": sys_id(1), "fieldname": "comments", "oldvalue": "JOURNAL FIELD ADDITION",
+         "newvalue": "We are on it", "user": "ann.agent", "sys_created_on": "2026-10-01 09:30:00", "record_checkpoint": "2"},
+    ]
+    look_ups(audit=audit)
+    respx.get(RECORDS).mock(side_effect=[httpx.Response(200, json={"result": [record(1, "2026-10-01 11:00:00")]}),
+                                         httpx.Response(200, json={"result": []})])
+    events = [(e.kind, e.to_value) for p in pages(connector, now=NOW) for e in p.events]
+    assert ("note", marker) in events
+    assert [kind for kind, _ in events if kind.endswith("reply")] == ["agent_reply"]  # the agent's comment; our note is none
+
+
+@respx.mock
+def test_the_history_is_asked_for_a_page_of_records_at_a_time(connector: ServiceNowConnector) -> None:
+    look_ups()
+    respx.get(RECORDS).mock(side_effect=[httpx.Response(200, json={"result": [record(n) for n in range(1, 151)]}),
+                                         httpx.Response(200, json={"result": []})])
+    list(pages(connector, now=NOW))
+    asked = [query(call) for call in respx.calls if call.request.url.path.endswith("sys_audit")]
+    assert len(asked) == 2  # 150 records: two requests of at most 100 sys_ids
+    ids = asked[0].split("documentkeyIN")[1].split("^")[0].split(",")
+    assert asked[0].startswith("tablename=incident^documentkeyIN") and len(ids) == 100
+
