@@ -289,7 +289,7 @@ class Config:
             return read_secret(
                 env=auth.secret_env,
                 file=auth.secret_file,
-                key=f"sources.{name}.auth.{auth.kind}",
+                key=f"sources.{name}.auth.{auth.secret_key}",
                 base_dir=self.base_dir,
             )
         except LookupError as error:

@@ -62,8 +62,11 @@ def test_global_options_work_after_the_command_too(write_config, run, tmp_path):
     assert f"Store: {tmp_path / 'b.db'}" in after.stdout
 
 
+EXAMPLE_SECRETS = {"ZENDESK_API_TOKEN": "token-abcdef", "JIRA_API_TOKEN": "jira-token-abcdef", "SERVICENOW_PASSWORD": "sn-password-abcdef"}
+
+
 def test_check_summarises_sources_calendars_and_policies(run, tmp_path):
-    result = run("--config", str(ROOT / "config.example.toml"), "check", env={"ZENDESK_API_TOKEN": "token-abcdef", "JIRA_API_TOKEN": "jira-token-abcdef", "SERVICENOW_PASSWORD": "sn-password-abcdef"})
+    result = run("--config", str(ROOT / "config.example.toml"), "check", env=EXAMPLE_SECRETS)
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "zendesk-prod: zendesk at http://127.0.0.1:8801; token of sla-bot@example.com from env ZENDESK_API_TOKEN" in out

@@ -134,6 +134,11 @@ class AuthConfig(Section):
         return "oauth_token"
 
     @property
+    def secret_key(self) -> str:
+        """The key the secret's ``_env``/``_file`` pair is named after (``token``, ``password``)."""
+        return self.kind
+
+    @property
     def principal(self) -> str | None:
         """The account name that goes with the secret (safe to print)."""
         return self.email or self.username

@@ -220,3 +220,13 @@ def test_the_history_is_asked_for_a_page_of_records_at_a_time(connector: Service
     ids = asked[0].split("documentkeyIN")[1].split("^")[0].split(",")
     assert asked[0].startswith("tablename=incident^documentkeyIN") and len(ids) == 100
 
+
+
+def test_a_missing_client_secret_names_the_key_it_is_read_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge.errors import ConfigError
+
+    monkeypatch.delenv("SN_CLIENT_SECRET", raising=False)
+    config = load_config(data={"sources": {"sn": {"system": "servicenow", "url": URL, "start": "2026-09-01",
+                                                  "auth": {"client_id": "app", "client_secret_env": "SN_CLIENT_SECRET"}}}}, environ=False)
+    with pytest.raises(ConfigError, match=r"sources\.sn\.auth\.client_secret"):
+        config.source_secret("sn")

@@ -585,7 +585,7 @@ def test_hooks_the_conformance_suite_uses(box: ServiceNowSandbox, http: httpx.Cl
     config = box.source_config("http://127.0.0.1:9", "SN_PASSWORD")
     assert config == {"system": "servicenow", "url": "http://127.0.0.1:9", "start": "2026-07-24",
                       "auth": {"username": "sla.bridge", "password_env": "SN_PASSWORD"}, "table": "incident",
-                      "fields": {"customer": "company", "group": "assignment_group"},
+                      "fields": {"customer": "company.name", "group": "assignment_group.name"},
                       "writeback": {"enabled": True, "status_field": "u_sla_status"}}
     assert box.token == box.password
 
