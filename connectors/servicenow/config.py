@@ -132,7 +132,7 @@ def _query(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError(f"expected an encoded query as text, got {value!r}")
     if not value.strip():
-        raise ValueError("is empty: write an encoded query such as \"active=true^assignment_group=...\", "
+        raise ValueError("is empty: write an encoded query such as \"category=network\", "
                          "or remove the key to pull every record of the table")
     if _control(value):
         raise ValueError("holds a control character (a line break or a tab): an encoded query is one line, "
@@ -152,6 +152,11 @@ def _query(value: Any) -> Any:
     if "^NQ" in value:
         raise ValueError(f"{value!r} has ^NQ (a second query): sla-bridge adds its own terms to one group only, so the "
                          "other group would pull records of the whole table; write the alternatives with ^OR instead")
+    moving = re.search(r"(?:^|\^|\^OR)(active|state|incident_state|hold_reason)(?=[!=<>]|IN|NOT|ISEMPTY|ISNOTEMPTY)", value)
+    if moving:
+        raise ValueError(f"{value!r} filters on {moving.group(1)}, which a record changes by being worked on: a record that "
+                         "leaves the filter (resolved, closed, cancelled) would never be pulled again and its clock would run "
+                         "on in the store. Filter on what stays (category, company, a service), and map statuses instead")
     if re.search(r"\^EQ(?:\^|$)", value):
         raise ValueError(f"{value!r} has ^EQ, the end-of-query mark of a list URL: remove it; sla-bridge adds its own terms "
                          "after the filter")

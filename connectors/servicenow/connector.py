@@ -28,6 +28,7 @@ and refuses it, and a test reads the source to prove no other path writes one.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,7 +41,7 @@ import httpx
 from bridge.edges.credentials import Secret, redact
 from bridge.edges.http import SourceClient
 from bridge.edges.logs import printable
-from bridge.errors import AuthenticationFailed
+from bridge.errors import AuthenticationFailed, BadRequest, PaginationError
 from bridge.framework import (
     ClientCredentials,
     Connector,
@@ -120,6 +121,7 @@ class RecordKeyset(KeysetPaginator):
         if not records:
             following = response.links.get("next", {}).get("url")
             return Turn(following, True) if following else Turn(None, False)
+        _in_order(records)
         return super().read(request, response, data, records)
 
     def apply(self, request: Request, token: str) -> Request:
@@ -164,7 +166,9 @@ class ServiceNowConnector(Connector):
         """The table's choice codes and labels (its own rows over task's), once per run."""
         if self._choices is None:
             request = Request("/api/now/table/sys_choice", {
-                "sysparm_query": f"nameIN{self.table},task^elementINstate,hold_reason,priority^inactive=false",
+                # English rows only (an instance with a language plugin holds one row per language), in form order
+                "sysparm_query": f"nameIN{self.table},task^elementINstate,hold_reason,priority^inactive=false^language=en"
+                                 "^ORDERBYsequence",
                 "sysparm_fields": "name,element,value,label,sequence,dependent_value", "sysparm_limit": 1000})
             rows = [row for data in paginate(self.http, request, NextUrlPaginator(rel="next")) for row in _result(data)]
             self._choices = Choices(rows)
@@ -179,7 +183,8 @@ class ServiceNowConnector(Connector):
         """User names of the agents (``itil``, ``sn_customerservice_agent``), observed into the roster."""
         if self._agents is None:
             request = Request("/api/now/table/sys_user_has_role", {
-                "sysparm_query": f"role.nameIN{','.join(AGENT_ROLES)}^user.active=true",
+                # Inactive users too: a former agent's replies were agents' replies (a new store has no roster yet)
+                "sysparm_query": f"role.nameIN{','.join(AGENT_ROLES)}",
                 "sysparm_fields": "user.user_name,role.name", "sysparm_limit": 1000})
             self._agents = {str(row["user.user_name"]) for data in paginate(self.http, request, NextUrlPaginator(rel="next"))
                             for row in _result(data) if isinstance(row, dict) and row.get("user.user_name")}
@@ -315,12 +320,18 @@ class ServiceNowConnector(Connector):
                 "sysparm_query": f"tablename={self.table}^documentkeyIN{','.join(chunk)}^fieldnameIN{','.join(HISTORY_FIELDS)}"
                                  "^ORDERBYsys_created_on^ORDERBYsys_id",
                 "sysparm_fields": "sys_id,documentkey,fieldname,oldvalue,newvalue,user,sys_created_on,record_checkpoint",
-                "sysparm_limit": AUDIT_PAGE})
+                "sysparm_limit": AUDIT_PAGE, "sysparm_no_count": "true"})  # no count(*) over sys_audit, the largest table
             for data in paginate(self.http, request, NextUrlPaginator(rel="next")):
                 for row in _result(data):
                     key = row.get("documentkey") if isinstance(row, dict) else None
                     if key in rows:
                         rows[str(key)].append(row)
+        if rows and not any(rows.values()):
+            # Every record writes audit rows when it is created: none for a whole page means the account may
+            # not read sys_audit (an ACL answers 200 []). Judged without history, every clock would breach.
+            raise BadRequest(f"sys_audit showed no history for any of {len(rows)} {self.table} records: the account needs the "
+                             f"audit_viewer role (sources.{self.name}.auth), or the table's auditing is off; without it no status "
+                             "change, reply or work note can be read. Nothing of this page was kept", source=self.name)
         for sys_id, found in rows.items():
             try:
                 yield from self.records.events(sys_id, found, self.roster, caller_user=None, own_user=self.sn.auth.username)
@@ -328,6 +339,10 @@ class ServiceNowConnector(Connector):
                 yield QuarantinedRecord(self.name, sys_id, str(error), {"sys_audit": found})
 
     # -- writing --------------------------------------------------------------------------
+
+    def writable(self, ticket: Ticket) -> bool:
+        """Closed and cancelled records are read-only on most instances (an ACL answers 403)."""
+        return ticket.status not in ("deleted", "closed", "canceled")
 
     def field_value(self, ticket: Ticket, field_id: str) -> tuple[bool, object]:
         if field_id not in ticket.fields:
@@ -363,8 +378,14 @@ class ServiceNowConnector(Connector):
                 continue
             status = int(answer.get("status_code") or 0)
             said = _item_error(answer)
-            if 200 <= status < 300:
-                results.append(WritebackResult.of(plan, "sent", version=_mod_count(answer)))
+            count = _mod_count(answer)
+            if 200 <= status < 300 and plan.notes and count is not None and plan.ticket.version is not None and count == plan.ticket.version:
+                # 200, but the record did not change though a work note always does: a field ACL dropped the write
+                # without a word. (A field alone may already hold the value; the next pull's read-back judges that.)
+                results.append(WritebackResult.of(plan, "refused", "the instance answered 200 but kept nothing (sys_mod_count "
+                                                  f"stayed {count}): a field ACL or data policy refuses these fields to the account"))
+            elif 200 <= status < 300:
+                results.append(WritebackResult.of(plan, "sent", version=count))
             elif status in (400, 403, 404):
                 why = {404: "the record is gone, or row ACLs hide it", 403: "an ACL or data policy refuses the write",
                        400: "the instance refused the request"}[status]
@@ -377,7 +398,24 @@ class ServiceNowConnector(Connector):
         found = _result(self.http.get_json("/api/now/table/sys_journal_field", params={
             "sysparm_query": f"element_id={external_id}^element={INTERNAL_JOURNAL}^valueLIKE{marker}",
             "sysparm_fields": "sys_id", "sysparm_limit": 1}))
+        if not found:  # gone? the record's own GET answers 404, which raises NotFound
+            self.http.get_json(f"/api/now/table/{self.table}/{external_id}", params={"sysparm_fields": "sys_id"})
         return bool(found)
+
+
+def _in_order(records: Sequence[Any]) -> None:
+    """A keyset walk is only right if the instance sorted the page as asked (ORDERBY across the
+    ^NQ groups is not documented): a page out of (sys_updated_on, sys_id) order stops the source."""
+    keys = []
+    for raw in records:
+        try:
+            keys.append(_keyset(raw))
+        except (KeyError, TypeError):
+            continue  # a malformed record is quarantined; it orders nothing
+    for before, after in itertools.pairwise(keys):
+        if after < before:
+            raise PaginationError(f"the instance answered records out of order ({after[0]} {after[1]} after {before[0]} {before[1]}), "
+                                  "though asked ORDERBYsys_updated_on^ORDERBYsys_id: paging by position would skip records")
 
 
 def _keyset(raw: Any) -> tuple[str, str]:

@@ -81,6 +81,7 @@ CALLER_FIELDS = {"sn_customerservice_case": "contact", "sc_req_item": "requested
 JOURNAL_ADDITION = "JOURNAL FIELD ADDITION"
 # Users whose public comments are no one's reply: the instance's own automation.
 _AUTOMATION_USERS = ("system",)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _TERMINAL = ("resolved", "closed", "canceled")
 
 _SYS_ID = re.compile(r"[0-9a-f]{32}")
@@ -372,7 +373,8 @@ class _AuditRow:
         self.sys_id, self.field, self.old, self.new, self.user, self.at = sys_id, field, old, new, user, at
         # A checkpoint is a number: "10" comes after "9"
         number = int(checkpoint) if _DIGITS.fullmatch(checkpoint) else -1
-        self.update = (at, number, checkpoint)
+        # One update's rows share a checkpoint even where their times straddle a second; without one, the time says
+        self.update = (EPOCH, number, checkpoint) if checkpoint else (at, number, checkpoint)
         self.order = (at, number, checkpoint, sys_id)
 
     @classmethod

@@ -185,7 +185,7 @@ def test_a_text_that_is_not_a_table_name_is_refused(table: Any, meant: Any) -> N
 # -- query ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("query", [
-    "active=true",
+    "category=network",
     "assignment_group=8a5055c9c61122780043563ef53438e3^priorityIN1,2",
     "category=network^ORcategory=hardware",          # ^OR stays inside the group
     "opened_at>=2026-01-01 00:00:00",                  # a plain UTC literal
@@ -227,7 +227,18 @@ def test_a_query_with_an_outer_caret_is_refused(query: Any) -> None:
 
 
 def test_the_end_of_query_mark_of_a_list_url_is_refused() -> None:
-    assert problem(query="active=true^EQ").startswith("sources.sn.query: 'active=true^EQ' has ^EQ, the end-of-query mark")
+    assert problem(query="category=network^EQ").startswith("sources.sn.query: 'category=network^EQ' has ^EQ, the end-of-query mark")
+
+
+@pytest.mark.parametrize("query", ["active=true", "category=network^state!=7", "stateIN1,2,3", "category=x^ORhold_reasonISEMPTY"])
+def test_a_filter_on_what_working_a_record_changes_is_refused(query: Any) -> None:
+    """A record that leaves the filter (closed, cancelled) would never be pulled again."""
+    assert "which a record changes by being worked on" in problem(query=query)
+
+
+@pytest.mark.parametrize("query", ["statement=x", "u_active_flag=true", "short_descriptionLIKEactive=true"])
+def test_a_filter_that_only_looks_like_one_on_state_is_taken(query: Any) -> None:
+    assert config(query=query).query == query
 
 
 @pytest.mark.parametrize("query", ["active=true\n^priority=1", "active=true\t", "active=\x00true"])

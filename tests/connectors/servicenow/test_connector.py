@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import base64
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import respx
 
 from bridge.config import load_config
 from bridge.edges.http import RetryPolicy, SourceClient, build_client
-from bridge.errors import RetriableSourceError
+from bridge.errors import BadRequest, PaginationError, RetriableSourceError
 from bridge.model import Note, Ticket, WritebackPlan
 from connectors.servicenow import ServiceNowConnector
 from connectors.servicenow.connector import patch_body
@@ -72,7 +73,15 @@ def look_ups(agents: tuple[str, ...] = ("ann.agent",), audit: list[dict[str, str
     respx.get(f"{URL}/api/now/table/sys_choice").mock(return_value=httpx.Response(200, json={"result": CHOICES}))
     respx.get(f"{URL}/api/now/table/sys_user_has_role").mock(return_value=httpx.Response(200, json={"result": [
         {"user.user_name": name, "role.name": "itil"} for name in agents]}))
-    respx.get(AUDIT).mock(return_value=httpx.Response(200, json={"result": audit or []}))
+    respx.get(AUDIT).mock(side_effect=lambda request: httpx.Response(200, json={"result": audit if audit is not None else [
+        # every record's insert wrote its initial state
+        {"sys_id": key[::-1], "documentkey": key, "fieldname": "state", "oldvalue": "", "newvalue": "1", "user": "cara.customer",
+         "sys_created_on": "2026-10-01 09:00:00", "record_checkpoint": "0"}
+        for key in query_of(request).split("documentkeyIN")[1].split("^")[0].split(",")]}))
+
+
+def query_of(request: httpx.Request) -> str:
+    return parse_qs(urlsplit(str(request.url)).query)["sysparm_query"][0]
 
 
 def query(call: Any) -> str:
@@ -230,3 +239,54 @@ def test_a_missing_client_secret_names_the_key_it_is_read_from(monkeypatch: pyte
                                                   "auth": {"client_id": "app", "client_secret_env": "SN_CLIENT_SECRET"}}}}, environ=False)
     with pytest.raises(ConfigError, match=r"sources\.sn\.auth\.client_secret"):
         config.source_secret("sn")
+
+
+@respx.mock
+def test_no_history_for_a_whole_page_stops_the_source_naming_audit_viewer(connector: ServiceNowConnector) -> None:
+    """An ACL answers 200 [] on sys_audit: judged without history every clock would breach, so nothing is kept."""
+    look_ups(audit=[])
+    respx.get(RECORDS).mock(side_effect=[httpx.Response(200, json={"result": [record(1), record(2)]}),
+                                         httpx.Response(200, json={"result": []})])
+    with pytest.raises(BadRequest, match="audit_viewer"):
+        list(pages(connector, now=NOW))
+
+
+@respx.mock
+def test_a_page_out_of_the_order_asked_for_stops_the_source(connector: ServiceNowConnector) -> None:
+    look_ups()
+    respx.get(RECORDS).mock(return_value=httpx.Response(200, json={"result": [
+        record(2, "2026-10-01 10:00:05"), record(1, "2026-10-01 10:00:01")]}))
+    with pytest.raises(PaginationError, match="out of order"):
+        list(pages(connector, now=NOW))
+
+
+@respx.mock
+def test_choices_are_read_in_english_and_agents_whether_active_or_not(connector: ServiceNowConnector) -> None:
+    look_ups()
+    respx.get(RECORDS).mock(return_value=httpx.Response(200, json={"result": []}))
+    list(pages(connector, now=NOW))
+    [choices] = [query(c) for c in respx.calls if c.request.url.path.endswith("sys_choice")]
+    [roles] = [query(c) for c in respx.calls if c.request.url.path.endswith("sys_user_has_role")]
+    assert "^language=en" in choices and "active" not in roles  # a former agent's replies were agents' replies
+
+
+@respx.mock
+def test_a_write_answered_200_that_kept_nothing_is_refused(connector: ServiceNowConnector) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        [item] = json.loads(request.content)["rest_requests"]
+        body = base64.b64encode(json.dumps({"result": {"sys_mod_count": "3"}}).encode()).decode()
+        return httpx.Response(200, json={"serviced_requests": [{"id": item["id"], "status_code": 200, "body": body}]})
+
+    respx.post(f"{URL}/api/now/v1/batch").mock(side_effect=answer)
+    marker = f"[sla-bridge:sn:{sys_id(10)}:resolution:1]"
+    plan = WritebackPlan(replace(pulled(10), version="3"), set_fields={"u_sla_status": "breached"}, notes=[Note(marker, f"B {marker}")])
+    [result] = connector.write([plan])
+    assert result.outcomes() == {"field:u_sla_status": "refused", f"note:{marker}": "refused"} and "kept nothing" in result.detail
+    # a field alone may hold the value already (written by a run that was killed before it journaled): sent
+    [again] = connector.write([WritebackPlan(replace(pulled(10), version="3"), set_fields={"u_sla_status": "breached"})])
+    assert again.outcomes() == {"field:u_sla_status": "sent"}
+
+
+def test_closed_and_cancelled_records_are_not_written_to(connector: ServiceNowConnector) -> None:
+    assert connector.writable(replace(pulled(1), status="resolved"))
+    assert not connector.writable(replace(pulled(1), status="closed")) and not connector.writable(replace(pulled(1), status="canceled"))
