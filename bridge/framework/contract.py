@@ -22,14 +22,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import ClassVar, Literal
 
 import httpx
 
 from bridge.edges.credentials import Secret, redact
-from bridge.edges.http import SourceClient
-from bridge.errors import AuthenticationFailed
+from bridge.edges.http import SourceClient, parse_retry_after
+from bridge.errors import AuthenticationFailed, RetriableSourceError
 from bridge.framework.mapping import ValueMapper
 from bridge.framework.roster import AgentRoster
 from bridge.framework.source import SourceConfig
@@ -186,6 +186,11 @@ class ClientCredentials(httpx.Auth):
             "grant_type": "client_credentials", "client_id": self.client_id, "client_secret": self._secret.reveal()},
             headers={"Accept": "application/json", "User-Agent": request.headers.get("User-Agent", "")})
         response.read()
+        if response.status_code == 429 or response.status_code >= 500:
+            # The endpoint is busy, not the credentials wrong: retried like any other answer of that kind.
+            raise RetriableSourceError(
+                f"the token endpoint {self.token_path} answered {response.status_code}; the credentials were not judged",
+                status=response.status_code, retry_after=parse_retry_after(response.headers.get("Retry-After"), datetime.now(timezone.utc)))
         try:
             data = response.json() if response.status_code == 200 else None
         except ValueError:

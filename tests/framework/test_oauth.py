@@ -83,3 +83,14 @@ def test_the_token_itself_is_masked_wherever_it_would_print():
     http, _ = client(Clock())
     http.get("/api/now/table/incident")
     assert "tok-secret-abcdef123" not in redact("Authorization: Bearer tok-secret-abcdef123")
+
+
+@respx.mock
+def test_a_busy_token_endpoint_is_retriable_not_a_credentials_error():
+    from bridge.errors import RetriableSourceError
+
+    respx.post(TOKEN).mock(return_value=httpx.Response(503, headers={"Retry-After": "7"}, text="<html>busy</html>"))
+    http, _ = client(Clock())
+    with pytest.raises(RetriableSourceError) as raised:
+        http.get("/api/now/table/incident")
+    assert not isinstance(raised.value, AuthenticationFailed) and raised.value.retry_after == 7
