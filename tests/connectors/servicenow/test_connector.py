@@ -290,3 +290,18 @@ def test_a_write_answered_200_that_kept_nothing_is_refused(connector: ServiceNow
 def test_closed_and_cancelled_records_are_not_written_to(connector: ServiceNowConnector) -> None:
     assert connector.writable(replace(pulled(1), status="resolved"))
     assert not connector.writable(replace(pulled(1), status="closed")) and not connector.writable(replace(pulled(1), status="canceled"))
+
+
+@respx.mock
+def test_an_admin_query_is_in_every_group_of_the_keyset_query(monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> None:
+    """Its ^OR binds inside its own group; left out of one ^NQ group, the walk would pull the whole table."""
+    connector = make(monkeypatch, sleeps, query="priority=1^ORpriority=2")
+    look_ups()
+    route = respx.get(RECORDS).mock(side_effect=[httpx.Response(200, json={"result": [record(1, "2026-10-01 10:00:00")]}),
+                                                 httpx.Response(200, json={"result": []})])
+    list(pages(connector, now=NOW))
+    first, following = query(route.calls[0]), query(route.calls[1])
+    assert first.startswith("priority=1^ORpriority=2^sys_updated_on>=")
+    groups = following.removesuffix("^ORDERBYsys_updated_on^ORDERBYsys_id").split("^NQ")
+    assert groups == [f"priority=1^ORpriority=2^sys_updated_on=2026-10-01 10:00:00^sys_id>{sys_id(1)}",
+                      "priority=1^ORpriority=2^sys_updated_on>2026-10-01 10:00:00"]
