@@ -99,7 +99,8 @@ def raw_time(text: object, what: str) -> datetime:
     if not isinstance(text, str) or not _TIME.fullmatch(text):
         raise ValueError(f"{what} is {text!r}, not a raw date-time YYYY-MM-DD HH:MM:SS (ask for sysparm_display_value=false)")
     try:
-        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+        # fromisoformat reads this exact form (checked above) at a tenth of strptime's cost
+        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
     except ValueError as error:
         raise ValueError(f"{what} is {text!r}, not a date-time ({error})") from None
 
