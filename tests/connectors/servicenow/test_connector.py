@@ -305,3 +305,25 @@ def test_an_admin_query_is_in_every_group_of_the_keyset_query(monkeypatch: pytes
     groups = following.removesuffix("^ORDERBYsys_updated_on^ORDERBYsys_id").split("^NQ")
     assert groups == [f"priority=1^ORpriority=2^sys_updated_on=2026-10-01 10:00:00^sys_id>{sys_id(1)}",
                       "priority=1^ORpriority=2^sys_updated_on>2026-10-01 10:00:00"]
+
+
+def test_an_access_token_the_instance_expired_mid_run_is_refreshed_and_the_pull_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox expires its tokens by its own clock (30 minutes); the next request answers 401,
+    a new token is fetched and the request sent again, and nothing is lost."""
+    from connectors.servicenow.sandbox import ServiceNowSandbox
+    from tests.conftest import Clock
+
+    clock = Clock(NOW)
+    box = ServiceNowSandbox(40, seed=3, anchor=NOW, clock=clock)
+    monkeypatch.setenv("SN_CLIENT_SECRET", box.client_secret)
+    table = {**box.source_config(box.base_url, "UNUSED"), "auth": {"client_id": box.client_id, "client_secret_env": "SN_CLIENT_SECRET"}}
+    config = load_config(data={"sources": {"sn": table}}, environ=False)
+    client = build_client(box.base_url, http=config.http, transport=box.transport(),
+                          auth=ServiceNowConnector.auth(config.sources["sn"], config.source_secret("sn")))
+    connector = ServiceNowConnector("sn", config.sources["sn"], SourceClient("sn", client, RetryPolicy(sleep=lambda s: None)))
+    walk = pages(connector, now=NOW)
+    first = next(walk)
+    clock.now = NOW.replace(hour=13)  # an hour on: the token the walk began with has expired
+    rest = list(walk)
+    assert len({t.external_id for p in [first, *rest] for t in p.tickets}) == len(box.tables["incident"].rows)
+    assert box.count("/oauth_token.do") == 2 and 401 in box.statuses
