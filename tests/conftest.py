@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -97,3 +100,22 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+def pull_source(config_path: Path, store: Any, source: str, now: datetime) -> None:
+    """Pull ``source`` of the config at ``config_path`` into ``store`` through the core's loop, from its saved cursors."""
+    from bridge.config import load_config
+    from bridge.pipeline.connect import open_connector
+
+    connector = open_connector(load_config(config_path), source)
+    try:
+        for page in pages(connector, store.cursors(source), now=now):
+            store.save_page(source, page)
+    finally:
+        connector.http.client.close()
+
+
+def run_cli(config: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The real CLI in its own process, with ``env`` added to this one's environment."""
+    return subprocess.run([sys.executable, "-m", "bridge.cli", "--config", str(config), *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **env})

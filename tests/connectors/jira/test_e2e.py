@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from bridge.config import load_config
 from bridge.edges.store import Store
-from bridge.pipeline.connect import open_connector
 from bridge.pipeline.demo import source_table
 from connectors.jira.sandbox import JiraSandbox
 from connectors.zendesk.sandbox import ZendeskSandbox
-from tests.conftest import Clock, pages
+from tests.conftest import Clock, pull_source, run_cli
 
 ANCHOR = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 SEARCH, BULK = "/rest/api/3/search/jql", "/rest/api/3/changelog/bulkfetch"
@@ -30,13 +25,6 @@ def config_for(sandbox: JiraSandbox, url: str, tmp_path: Path, token_env: str = 
     path = tmp_path / "sla-bridge.toml"
     path.write_text('[store]\npath = "store.db"\n' + source_table("jira", sandbox.source_config(url, token_env)))
     return path
-
-
-def pull_all(config_path: Path, store: Store, now: datetime) -> None:
-    connector = open_connector(load_config(config_path), "jira")
-    for page in pages(connector, store.cursors("jira"), now=now):
-        store.save_page("jira", page)
-    connector.http.client.close()
 
 
 def paths(requests: list[tuple[str, str, dict[str, list[str]]]]) -> list[str]:
@@ -54,7 +42,7 @@ def test_1000_issues_in_ten_search_pages_and_a_quiet_rerun_in_one(tmp_path: Path
     with sandbox.serve() as url:
         config = config_for(sandbox, url, tmp_path)
         with Store.open(tmp_path / "store.db") as store:
-            pull_all(config, store, clock.now)
+            pull_source(config, store, "jira", clock.now)
             assert store.count("tickets") == issues
             first = paths(sandbox.requests)
             search_pages = first.count(SEARCH)
@@ -72,7 +60,7 @@ def test_1000_issues_in_ten_search_pages_and_a_quiet_rerun_in_one(tmp_path: Path
             # Nothing changes; ten minutes later the next run reads one search page and nothing else per issue.
             clock.now += timedelta(minutes=10)
             seen = len(sandbox.requests)
-            pull_all(config, store, clock.now)
+            pull_source(config, store, "jira", clock.now)
             quiet = paths(sandbox.requests[seen:])
             assert quiet.count(SEARCH) == 1 and not any(p.endswith("/comment") for p in quiet)
             assert len(quiet) <= 1 + 1 + 2 + 1  # fields, search, two agent lists, at most one bulk changelog
@@ -84,7 +72,7 @@ def test_1000_issues_in_ten_search_pages_and_a_quiet_rerun_in_one(tmp_path: Path
             sandbox.agent_replies(b, waiting=True)
             sandbox.agent_edits(c, labels=["vip", "escalated"])
             clock.now += timedelta(minutes=2)
-            pull_all(config, store, clock.now)
+            pull_source(config, store, "jira", clock.now)
             assert store.count("tickets") == issues
             assert sorted(store.ticket(f"jira:{c}").tags) == ["escalated", "vip"]
             assert store.ticket(f"jira:{b}").status == "waiting_customer"
@@ -102,12 +90,12 @@ def test_a_user_zone_far_from_utc_loses_nothing(zone: str, tmp_path: Path, monke
     with sandbox.serve() as url:
         config = config_for(sandbox, url, tmp_path)
         with Store.open(tmp_path / "store.db") as store:
-            pull_all(config, store, clock.now)
+            pull_source(config, store, "jira", clock.now)
             for step in range(24):  # six hours
                 for offset in range(3):
                     clock.now += timedelta(minutes=5)
                     sandbox.agent_edits(open_issues[(step * 3 + offset) % len(open_issues)], labels=[f"step-{step}-{offset}"])
-                pull_all(config, store, clock.now)
+                pull_source(config, store, "jira", clock.now)
             for number in open_issues:
                 assert store.ticket(f"jira:{number}").tags == sorted(sandbox.issues[number].labels), number
 
@@ -127,11 +115,6 @@ credits = { currency = "EUR", monthly_fee = 1000, per_breach = [{ over = "0%", p
 """
 
 
-def cli(config: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge.cli", "--config", str(config), *args], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **env})
-
-
 def test_sync_judges_zendesk_and_jira_tickets_under_one_policy_and_a_rerun_writes_nothing(tmp_path: Path) -> None:
     zendesk = ZendeskSandbox.for_tests(300, anchor=ANCHOR)
     jira = JiraSandbox.for_tests(300, anchor=ANCHOR)
@@ -140,12 +123,12 @@ def test_sync_judges_zendesk_and_jira_tickets_under_one_policy_and_a_rerun_write
         config = tmp_path / "sla-bridge.toml"
         config.write_text(POLICY + "\n" + source_table("zd", zendesk.source_config(zendesk_url, "ZD_TOKEN"))
                           + "\n" + source_table("jsm", jira.source_config(jira_url, "JIRA_TOKEN")))
-        first = cli(config, "sync", "--now", "2026-11-01T12:00:00Z", "--json", env=env)
+        first = run_cli(config, "sync", "--now", "2026-11-01T12:00:00Z", "--json", env=env)
         assert first.returncode == 0, first.stderr
         report = json.loads(first.stdout)
         writes = (zendesk.writes(), jira.writes())
         assert all(count > 0 for count in writes), report
-        again = cli(config, "sync", "--now", "2026-11-01T12:00:00Z", "--json", env=env)
+        again = run_cli(config, "sync", "--now", "2026-11-01T12:00:00Z", "--json", env=env)
         assert again.returncode == 0, again.stderr
         assert (zendesk.writes(), jira.writes()) == writes  # not one write request the second time
     db = sqlite3.connect(tmp_path / "store.db")
@@ -170,7 +153,7 @@ def test_a_change_the_search_shows_late_is_pulled_by_a_later_run(tmp_path: Path,
     with sandbox.serve() as url:
         config = config_for(sandbox, url, tmp_path)
         with Store.open(tmp_path / "store.db") as store:
-            pull_all(config, store, clock.now)
+            pull_source(config, store, "jira", clock.now)
             clock.now += timedelta(minutes=1)
             sandbox.search_lag = 300.0  # this change reaches the search index five minutes late
             sandbox.agent_edits(late, labels=["late"])
@@ -178,9 +161,9 @@ def test_a_change_the_search_shows_late_is_pulled_by_a_later_run(tmp_path: Path,
             clock.now += timedelta(minutes=1)
             sandbox.agent_edits(prompt, labels=["prompt"])
             clock.now += timedelta(minutes=1)
-            pull_all(config, store, clock.now)
+            pull_source(config, store, "jira", clock.now)
             assert store.ticket(f"jira:{prompt}").tags == ["prompt"]  # the watermark is past `late` now
             assert store.ticket(f"jira:{late}").tags != ["late"]  # not visible yet
             clock.now += timedelta(minutes=5)
-            pull_all(config, store, clock.now)
+            pull_source(config, store, "jira", clock.now)
             assert store.ticket(f"jira:{late}").tags == ["late"]

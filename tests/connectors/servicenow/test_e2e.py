@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
-import subprocess
-import sys
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,14 +13,12 @@ from typing import Any
 
 import pytest
 
-from bridge.config import load_config
 from bridge.edges.store import Store
-from bridge.pipeline.connect import open_connector
 from bridge.pipeline.demo import source_table
 from connectors.jira.sandbox import JiraSandbox
 from connectors.servicenow.sandbox import ServiceNowSandbox
 from connectors.zendesk.sandbox import ZendeskSandbox
-from tests.conftest import Clock, pages
+from tests.conftest import Clock, pull_source, run_cli
 
 ANCHOR = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 NOW = "2026-11-01T12:00:00Z"
@@ -50,13 +45,6 @@ def config_for(sandbox: ServiceNowSandbox, url: str, tmp_path: Path, secret_env:
     return path
 
 
-def pull_all(config_path: Path, store: Store, now: datetime) -> None:
-    connector = open_connector(load_config(config_path), "sn")
-    for page in pages(connector, store.cursors("sn"), now=now):
-        store.save_page("sn", page)
-    connector.http.client.close()
-
-
 def by_route(requests: list[tuple[str, str, dict[str, list[str]]]]) -> Counter[str]:
     return Counter(f"{method} {path}" for method, path, _ in requests)
 
@@ -64,11 +52,6 @@ def by_route(requests: list[tuple[str, str, dict[str, list[str]]]]) -> Counter[s
 def live(sandbox: ServiceNowSandbox) -> list[dict[str, str]]:
     """The story's records still there, as they are now (copies), in the order a keyset walk reads them."""
     return sorted((dict(r) for r in sandbox.tables[sandbox.table].rows.values()), key=lambda r: (r["sys_updated_on"], r["sys_id"]))
-
-
-def cli(config: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge.cli", "--config", str(config), *args], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **env})
 
 
 # -- requests per 1,000 records ---------------------------------------------------------------
@@ -84,7 +67,7 @@ def test_1000_records_in_three_pages_ten_audit_requests_and_a_quiet_rerun_in_one
     with sandbox.serve() as url:
         config = config_for(sandbox, url, tmp_path)
         with Store.open(tmp_path / "store.db") as store:
-            pull_all(config, store, clock.now)
+            pull_source(config, store, "sn", clock.now)
             assert store.count("tickets") == records
             first = by_route(sandbox.requests)
             record_pages = first[f"GET {TABLE_API}incident"]
@@ -102,7 +85,7 @@ def test_1000_records_in_three_pages_ten_audit_requests_and_a_quiet_rerun_in_one
             # Nothing changes; a few minutes later the run reads the page covering the overlap and its history.
             clock.now += timedelta(minutes=5)
             seen = len(sandbox.requests)
-            pull_all(config, store, clock.now)
+            pull_source(config, store, "sn", clock.now)
             quiet = by_route(sandbox.requests[seen:])
             assert quiet[f"GET {TABLE_API}incident"] <= 2 and quiet[f"GET {AUDIT}"] <= 1
             assert quiet[f"GET {CHOICES}"] == 1 and quiet[f"GET {ROLES}"] == 1  # the look-ups, once a run
@@ -118,7 +101,7 @@ def test_1000_records_in_three_pages_ten_audit_requests_and_a_quiet_rerun_in_one
             sandbox.agent_edits(c, short_description="Printer on fire (edited)")
             clock.now += timedelta(minutes=2)
             seen = len(sandbox.requests)
-            pull_all(config, store, clock.now)
+            pull_source(config, store, "sn", clock.now)
             changed = by_route(sandbox.requests[seen:])
             assert changed[f"GET {TABLE_API}incident"] <= 2 and changed[f"GET {AUDIT}"] <= 1
             assert store.count("tickets") == records
@@ -148,12 +131,12 @@ def test_sync_judges_zendesk_jira_and_servicenow_under_one_policy_and_a_rerun_wr
         config.write_text(POLICY + "\n" + source_table("zd", zendesk.source_config(zendesk_url, "ZD_TOKEN"))
                           + "\n" + source_table("jsm", jira.source_config(jira_url, "JIRA_TOKEN"))
                           + "\n" + source_table("sn", servicenow.source_config(servicenow_url, "SN_PASSWORD")))
-        first = cli(config, "sync", "--now", NOW, "--json", env=env)
+        first = run_cli(config, "sync", "--now", NOW, "--json", env=env)
         assert first.returncode == 0, first.stderr
         report = json.loads(first.stdout)
         writes = (zendesk.writes(), jira.writes(), servicenow.writes())
         assert all(count > 0 for count in writes), report
-        again = cli(config, "sync", "--now", NOW, "--json", env=env)
+        again = run_cli(config, "sync", "--now", NOW, "--json", env=env)
         assert again.returncode == 0, again.stderr
         assert (zendesk.writes(), jira.writes(), servicenow.writes()) == writes  # not one write request the second time
     db = sqlite3.connect(tmp_path / "store.db")
@@ -185,7 +168,7 @@ def test_a_one_hour_retry_after_stops_the_run_with_exit_3_and_the_next_resumes_f
     env = {"SN_PASSWORD": sandbox.password}
     with sandbox.serve() as url:
         config = config_for(sandbox, url, tmp_path)
-        first = cli(config, "sync", "--now", NOW, "--json", env=env)
+        first = run_cli(config, "sync", "--now", NOW, "--json", env=env)
         assert first.returncode == 3, first.stdout + first.stderr
         assert "429 Too Many Requests" in first.stderr and "waiting 3600s" in first.stderr, first.stderr  # the wait is named
         assert 429 in sandbox.statuses
@@ -199,7 +182,7 @@ def test_a_one_hour_retry_after_stops_the_run_with_exit_3_and_the_next_resumes_f
 
         seen = len(sandbox.requests)
         clock.now += timedelta(hours=1)
-        again = cli(config, "sync", "--now", "2026-11-01T13:00:00Z", "--json", env=env)
+        again = run_cli(config, "sync", "--now", "2026-11-01T13:00:00Z", "--json", env=env)
         assert again.returncode == 0, again.stderr
         resumed = [q["sysparm_query"][0] for _, p, q in sandbox.requests[seen:] if p == f"{TABLE_API}incident"]
         assert resumed[0].startswith("sys_updated_on>=")  # from the watermark (less the overlap), not from the start
@@ -223,7 +206,7 @@ def test_cases_and_requested_items_pull_and_are_judged(table: str, waiting: str,
     sandbox.agent_replies(held, ANCHOR - timedelta(minutes=3), waiting=True)
     with sandbox.serve() as url:
         config = config_for(sandbox, url, tmp_path)
-        result = cli(config, "sync", "--now", NOW, "--json", env={"SN_PASSWORD": sandbox.password})
+        result = run_cli(config, "sync", "--now", NOW, "--json", env={"SN_PASSWORD": sandbox.password})
         assert result.returncode == 0, result.stderr
     assert sandbox.count(f"{TABLE_API}{table}", "GET") >= 1 and sandbox.count(f"{TABLE_API}incident") == 0
     db = sqlite3.connect(tmp_path / "store.db")
