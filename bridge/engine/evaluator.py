@@ -138,8 +138,12 @@ def evaluate(ticket: Ticket, events: Sequence[TicketEvent], policy: Policy, now:
     runs = [(enter, None if still_done and i == len(done) - 1 else leave) for i, (enter, leave) in enumerate(done)]
     clocks: list[Clock] = []
 
+    priorities = sorted(((e.at, e) for e in events if e.kind == "priority"), key=lambda change: change[0])
+
     def add(metric: str, cycle: int, start: datetime, stop: datetime | None, extra: Sequence[Span] = ()) -> None:
-        target = policy.target(metric, ticket.priority)
+        # A finished clock keeps the goal it had when it stopped (Jira Service Management: a
+        # completed cycle is not re-scored); only a running clock takes today's priority's.
+        target = policy.target(metric, _priority_at(priorities, stop, ticket.priority) if stop is not None else ticket.priority)
         if target is None:
             return
         running_paused = stop is None and paused_now
@@ -169,6 +173,16 @@ def evaluate(ticket: Ticket, events: Sequence[TicketEvent], policy: Policy, now:
         # Every clock stopped when the ticket entered its terminal run of statuses, at the latest.
         return [_void(clock) for clock in clocks]
     return clocks
+
+
+def _priority_at(changes: Sequence[tuple[datetime, TicketEvent]], moment: datetime, current: str | None) -> str | None:
+    """The ticket's priority at ``moment``: set by the last change at or before it, else what the
+    first change after it changed from; ``current`` where the history has no change."""
+    before = [event for at, event in changes if at <= moment]
+    if before:
+        return before[-1].to_value
+    after = [event for at, event in changes if at > moment]
+    return after[0].from_value if after else current
 
 
 def _void(clock: Clock) -> Clock:

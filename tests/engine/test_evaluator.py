@@ -323,3 +323,19 @@ def test_a_ticket_restored_from_deleted_is_judged_as_usual():
     # without the ten minutes spent deleted.
     assert (c[("first_response", 1)].state, c[("first_response", 1)].stopped_at) == ("met", T0 + timedelta(minutes=20))
     assert (c[("resolution", 1)].state, c[("resolution", 1)].elapsed_seconds) == ("running", 110 * M)
+
+
+def test_a_finished_clock_keeps_the_goal_it_had_when_the_priority_changes_later():
+    """Answered in 3 h at p3 (4 h to answer), then raised to p1 (1 h): the met response stays met,
+    as Jira Service Management scores a completed cycle; the running resolution takes p1's goal."""
+    pol = policy(targets={"first_response": {"p1": "1h", "p3": "4h"}, "resolution": {"p1": "4h", "p3": "24h"}})
+    history = History().to("open", 5).agent(180)._add("priority", 200, from_value="p3", to_value="p1")
+    result = clocks(history, 300, pol, priority="p1")
+    assert (result[("first_response", 1)].state, result[("first_response", 1)].target_seconds) == ("met", 4 * H)
+    assert (result[("resolution", 1)].state, result[("resolution", 1)].target_seconds) == ("breached", 4 * H)
+
+
+def test_a_clock_that_stopped_before_any_priority_change_keeps_the_priority_changed_from():
+    pol = policy(targets={"first_response": {"p1": "1h", "p2": "2h"}})
+    history = History().agent(90)._add("priority", 120, from_value="p2", to_value="p1")._add("priority", 150, from_value="p1", to_value="p1")
+    assert clocks(history, 300, pol, priority="p1")[("first_response", 1)].state == "met"  # 90 min of p2's 2 h
