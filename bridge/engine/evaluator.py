@@ -152,7 +152,12 @@ def evaluate(ticket: Ticket, events: Sequence[TicketEvent], policy: Policy, now:
     created = ticket.created_at
     first_reply = next((at for at in agent_replies if at > created), None)
     first_done = runs[0][0] if runs else None
-    add("first_response", 1, created, min(filter(None, (first_reply, first_done)), default=None))
+    if policy.first_response_on_resolve == "pause":
+        # Resolved without a reply: held while resolved; a reopen runs it on to the first reply.
+        resolved_gaps = [(resolved_at, reopened_at) for resolved_at, reopened_at in runs if reopened_at is not None]
+        add("first_response", 1, created, first_reply or (runs[-1][0] if still_done else None), resolved_gaps)
+    else:
+        add("first_response", 1, created, min(filter(None, (first_reply, first_done)), default=None))
 
     for cycle, (start, stop) in enumerate(_next_response_cycles(events, segments, done), 1):
         add("next_response", cycle, start, stop)

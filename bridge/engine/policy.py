@@ -34,6 +34,11 @@ class Agreements(Protocol):
 _MATCH_KEYS = ("source", "customer", "priority", "type", "service", "group")
 
 
+# The evaluator's rules, dated: part of every policy's version, so that when the rules change
+# (a finished clock keeping its priority's goal, 2026-12-02) every stored verdict is judged again.
+RULES = "rules:2026-12-02"
+
+
 @dataclass(frozen=True, eq=False)
 class Policy:
     name: str
@@ -44,6 +49,7 @@ class Policy:
     warn_at: Fraction
     breach_on_equal: bool
     on_reopen: str
+    first_response_on_resolve: str
     targets: Mapping[str, Mapping[str, int]]
     credits: CreditsConfig | None
     version: str
@@ -57,7 +63,7 @@ class Policy:
             if config.calendar not in BUILTIN_CALENDARS:
                 raise ValueError(f"policy {config.name!r}: unknown calendar {config.calendar!r}")
             calendar = Calendar.builtin(config.calendar)
-        canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True) + calendar.fingerprint
+        canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True) + calendar.fingerprint + RULES
         return cls(
             name=config.name,
             contract=config.contract,
@@ -67,6 +73,7 @@ class Policy:
             warn_at=Fraction(str(config.warn_at)),  # exact: 0.75 means three quarters, not 0.74999...
             breach_on_equal=config.breach_on_equal,
             on_reopen=config.on_reopen,
+            first_response_on_resolve=config.first_response_on_resolve,
             targets={metric: dict(per) for metric, per in config.targets.items()},
             credits=config.credits,
             version=hashlib.sha256(canonical.encode()).hexdigest()[:12],

@@ -250,6 +250,10 @@ class PolicyConfig(Section):
     warn_at: Annotated[Number, Field(gt=0, lt=1)] = 0.75
     breach_on_equal: StrictBool = False
     on_reopen: Literal["continue", "new_cycle"] = "continue"
+    # Resolving without a public reply: "stop" ends first response there (JSM's and ServiceNow's
+    # usual stop condition); "pause" holds it while resolved and lets a reopen run it on to the
+    # first reply (Zendesk, Zammad).
+    first_response_on_resolve: Literal["stop", "pause"] = "stop"
     targets: dict[Metric, dict[Priority, Duration]] = Field(min_length=1)
     credits: CreditsConfig | None = None
 

@@ -339,3 +339,18 @@ def test_a_clock_that_stopped_before_any_priority_change_keeps_the_priority_chan
     pol = policy(targets={"first_response": {"p1": "1h", "p2": "2h"}})
     history = History().agent(90)._add("priority", 120, from_value="p2", to_value="p1")._add("priority", 150, from_value="p1", to_value="p1")
     assert clocks(history, 300, pol, priority="p1")[("first_response", 1)].state == "met"  # 90 min of p2's 2 h
+
+
+def test_resolved_without_a_reply_stops_first_response_unless_the_policy_pauses_it():
+    """Resolved at 30 min with no reply, reopened at 10 h, answered 20 min later."""
+    history = History().to("open", 5).to("resolved", 30).to("open", 600).agent(620)
+    stopped = clocks(history, 700)[("first_response", 1)]
+    paused = clocks(history, 700, policy(first_response_on_resolve="pause"))[("first_response", 1)]
+    assert (stopped.state, stopped.stopped_at, stopped.elapsed_seconds) == ("met", T0 + timedelta(minutes=30), 30 * M)
+    # Zendesk/Zammad: runs on to the reply; the 9.5 h resolved do not count: 30 + 20 minutes
+    assert (paused.state, paused.stopped_at, paused.elapsed_seconds) == ("met", T0 + timedelta(minutes=620), 50 * M)
+
+
+def test_a_paused_first_response_of_a_ticket_still_resolved_stops_at_the_resolve():
+    c = clocks(History().to("open", 5).to("resolved", 90), 700, policy(first_response_on_resolve="pause"))[("first_response", 1)]
+    assert (c.state, c.stopped_at) == ("breached", T0 + timedelta(minutes=90))
