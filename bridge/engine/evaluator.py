@@ -129,11 +129,12 @@ def evaluate(ticket: Ticket, events: Sequence[TicketEvent], policy: Policy, now:
     # so the status a later change left from still holds until then.
     segments = [segment for segment in status_segments(ticket, events) if segment[0] <= horizon]
     events = [e for e in events if e.at <= horizon]
-    pauses = _spans_in(segments, policy.pause_when, horizon)
     done = _spans_in(segments, TERMINAL_STATUSES, horizon)
     agent_replies = sorted(e.at for e in events if e.kind == "agent_reply")
     still_done = bool(done) and _status_at(segments, horizon) in TERMINAL_STATUSES
-    paused_now = _status_at(segments, horizon) in policy.pause_when
+    status_now = _status_at(segments, horizon)
+    pause_spans = {statuses: _spans_in(segments, statuses, horizon)
+                   for statuses in {policy.pauses_for(metric) for metric in ("first_response", "next_response", "resolution")}}
     # Resolved spans as (resolved at, reopened at | None while still resolved).
     runs = [(enter, None if still_done and i == len(done) - 1 else leave) for i, (enter, leave) in enumerate(done)]
     clocks: list[Clock] = []
@@ -146,8 +147,10 @@ def evaluate(ticket: Ticket, events: Sequence[TicketEvent], policy: Policy, now:
         target = policy.target(metric, _priority_at(priorities, stop, ticket.priority) if stop is not None else ticket.priority)
         if target is None:
             return
-        running_paused = stop is None and paused_now
-        clocks.append(_clock(policy, ticket.id, metric, cycle, target, start, stop, now, [*pauses, *extra], running_paused))
+        statuses = policy.pauses_for(metric)
+        running_paused = stop is None and status_now in statuses
+        clocks.append(_clock(policy, ticket.id, metric, cycle, target, start, stop, now, [*pause_spans[statuses], *extra],
+                             running_paused))
 
     created = ticket.created_at
     first_reply = next((at for at in agent_replies if at > created), None)

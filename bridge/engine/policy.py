@@ -46,6 +46,7 @@ class Policy:
     calendar: Calendar
     match: Mapping[str, frozenset[str]]
     pause_when: frozenset[str]
+    pause_by_metric: Mapping[str, frozenset[str]]
     warn_at: Fraction
     breach_on_equal: bool
     on_reopen: str
@@ -70,6 +71,7 @@ class Policy:
             calendar=calendar,
             match=match_sets(config.match),
             pause_when=frozenset(config.pause_when),
+            pause_by_metric={metric: frozenset(statuses) for metric, statuses in config.pause_by_metric.items()},
             warn_at=Fraction(str(config.warn_at)),  # exact: 0.75 means three quarters, not 0.74999...
             breach_on_equal=config.breach_on_equal,
             on_reopen=config.on_reopen,
@@ -78,6 +80,10 @@ class Policy:
             credits=config.credits,
             version=hashlib.sha256(canonical.encode()).hexdigest()[:12],
         )
+
+    def pauses_for(self, metric: str) -> frozenset[str]:
+        """The statuses that pause ``metric``: its own list where the policy gives one, else ``pause_when``."""
+        return self.pause_by_metric.get(metric, self.pause_when)
 
     def matches(self, ticket: Ticket) -> bool:
         return fits(self.match, ticket)

@@ -247,6 +247,9 @@ class PolicyConfig(Section):
     calendar: str = "24x7"
     match: MatchConfig = MatchConfig()
     pause_when: list[CanonicalStatus] = ["waiting_customer"]
+    # Per metric, the statuses that pause it instead of pause_when (Zendesk pauses agent work
+    # time on pending and on-hold but never a reply time: first_response = []).
+    pause_by_metric: dict[Metric, list[CanonicalStatus]] = {}
     warn_at: Annotated[Number, Field(gt=0, lt=1)] = 0.75
     breach_on_equal: StrictBool = False
     on_reopen: Literal["continue", "new_cycle"] = "continue"

@@ -354,3 +354,15 @@ def test_resolved_without_a_reply_stops_first_response_unless_the_policy_pauses_
 def test_a_paused_first_response_of_a_ticket_still_resolved_stops_at_the_resolve():
     c = clocks(History().to("open", 5).to("resolved", 90), 700, policy(first_response_on_resolve="pause"))[("first_response", 1)]
     assert (c.state, c.stopped_at) == ("breached", T0 + timedelta(minutes=90))
+
+
+def test_each_metric_may_pause_on_its_own_statuses():
+    """Zendesk: waiting on the customer pauses resolution but never the reply time."""
+    history = History().to("open", 5).to("waiting_customer", 10).to("open", 130).agent(140)
+    pol = policy(targets={"first_response": {"p1": "1h"}, "resolution": {"p1": "4h"}},
+                 pause_by_metric={"first_response": []})
+    result = clocks(history, 200, pol)
+    assert (result[("first_response", 1)].state, result[("first_response", 1)].paused_seconds) == ("breached", 0)
+    assert result[("resolution", 1)].paused_seconds == 120 * M  # pause_when still pauses resolution
+    same = clocks(history, 200)[("first_response", 1)]  # without it: paused too, met
+    assert (same.state, same.elapsed_seconds) == ("met", 20 * M)
