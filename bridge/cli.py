@@ -389,6 +389,7 @@ def _summarise(config: Config, state: AppState) -> dict[str, Any]:
     policies = [
         {
             "name": policy.name,
+            "extends": policy.extends,
             "contract": policy.contract,
             "calendar": policy.calendar,
             "pause_when": list(policy.pause_when),
@@ -869,7 +870,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"{p(metric)} " + ", ".join(f"{p(priority)} {p(d)}" for priority, d in per.items()) for metric, per in policy["targets"].items()
         )
         credit = f"; credits in {p(policy['credits'])}" if policy["credits"] else ""
-        echo(f"  {index}. {p(policy['name'])} (calendar {p(policy['calendar'])}): {targets}{credit}")
+        extends = f", extends {p(policy['extends'])}" if policy.get("extends") else ""
+        echo(f"  {index}. {p(policy['name'])} (calendar {p(policy['calendar'])}{extends}): {targets}{credit}")
     for name, result in summary.get("online", {}).items():
         if "error" in result:
             echo(f"Source {p(name)}: FAILED: {p(result['error'])}")

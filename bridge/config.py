@@ -186,6 +186,11 @@ class Settings(BaseSettings):
     # Each table is validated by its connector's own model once the file's shape is right.
     sources: dict[SourceName, dict[str, Any]] = {}
 
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _extended(cls, policies: Any) -> Any:
+        return resolve_extends(policies)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -197,6 +202,46 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file is passed as init arguments; the environment overrides it.
         return (_NumbersFromText(settings_cls), init_settings)
+
+
+def resolve_extends(policies: Any) -> Any:
+    """Each ``[[policies]]`` table with ``extends = "NAME"`` as the whole policy it means: the named
+    policy's keys (itself resolved first), with this one's over them, tables merged key by key.
+
+    An unknown name (with a did-you-mean) or a loop is an error naming the entry.
+    """
+    if not isinstance(policies, list):
+        return policies
+    by_name = {p.get("name"): p for p in policies if isinstance(p, dict) and isinstance(p.get("name"), str)}
+    resolved: dict[str, dict[str, Any]] = {}
+
+    def effective(index: int, table: dict[str, Any], chain: tuple[str, ...]) -> dict[str, Any]:
+        parent = table.get("extends")
+        if parent is None:
+            return table
+        where = f"policies[{index}] ({table.get('name')}).extends"
+        if not isinstance(parent, str) or parent not in by_name:
+            close = difflib.get_close_matches(str(parent), [str(n) for n in by_name], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{where}: no policy is named {parent!r}{hint}")
+        if parent in chain:
+            raise ValueError(f"{where}: {' -> '.join((*chain, parent))} goes round in a loop")
+        base = resolved.get(parent)
+        if base is None:
+            base = effective(policies.index(by_name[parent]), by_name[parent], (*chain, parent))
+            resolved[parent] = base
+        merged = _merged({k: v for k, v in base.items() if k not in ("name", "extends")}, table)
+        return merged
+
+    return [effective(index, table, (str(table.get("name")),)) if isinstance(table, dict) else table
+            for index, table in enumerate(policies)]
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = _merged(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
 
 
 class _NumbersFromText(EnvSettingsSource):

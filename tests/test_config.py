@@ -422,3 +422,47 @@ def test_a_list_hint_names_a_variable_that_can_exist(write_config, run):
     path = write_config('[calendars.berlin]\ntimezone = "Europe/Berlin"\n')
     result = run("--config", str(path), "check", env={"SLA_BRIDGE_CALENDARS__BERLIN__HOLIDAYS__0": "2026-12-24"})
     assert "set the whole list as JSON in SLA_BRIDGE_CALENDARS__BERLIN__HOLIDAYS" in result.stderr
+
+
+# -- policies that extend others ---------------------------------------------------------------
+
+BASE_POLICY = '''
+[[policies]]
+name = "corporate"
+contract = "Corporate terms"
+targets.first_response = { p1 = "1h", p2 = "4h" }
+targets.resolution = { p1 = "8h", p2 = "24h" }
+credits = { currency = "EUR", monthly_fee = 1000, per_breach = [{ over = "0%", percent = 1 }] }
+'''
+
+
+def test_a_policy_extends_another_and_overrides_only_what_differs(write_config):
+    path = write_config(BASE_POLICY + '''
+[[policies]]
+name = "acme"
+extends = "corporate"
+match = { customer = ["ACME Ltd"] }
+targets.first_response = { p1 = "30m" }
+''')
+    acme = {p.name: p for p in load_config(path).policies}["acme"]
+    assert acme.extends == "corporate" and acme.contract == "Corporate terms"
+    assert acme.targets["first_response"] == {"p1": 30 * 60, "p2": 4 * 3600}  # p1 overridden, p2 inherited
+    assert acme.targets["resolution"] == {"p1": 8 * 3600, "p2": 24 * 3600} and acme.credits is not None
+    assert acme.match.customer == ["ACME Ltd"]
+
+
+@pytest.mark.parametrize(("tail", "message"), [
+    ('[[policies]]\nname = "acme"\nextends = "corprate"\ntargets.first_response = { p1 = "30m" }\n',
+     "policies[1] (acme).extends: no policy is named 'corprate'; did you mean 'corporate'?"),
+    ('[[policies]]\nname = "a"\nextends = "b"\n[[policies]]\nname = "b"\nextends = "a"\n', "goes round in a loop"),
+])
+def test_an_extends_that_names_no_policy_or_loops_is_refused(write_config, tail, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(write_config(BASE_POLICY + tail))
+
+
+def test_check_shows_the_effective_policy_and_what_it_extends(write_config, run):
+    path = write_config(SOURCE + BASE_POLICY + '[[policies]]\nname = "acme"\nextends = "corporate"\ntargets.first_response = { p1 = "30m" }\n')
+    result = run("--config", str(path), "check", env={"ZD_TOKEN": "token-abcdef"})
+    assert result.exit_code == 0, result.output
+    assert "2. acme (calendar 24x7, extends corporate): first_response p1 30m, p2 4h; resolution p1 8h, p2 24h" in result.stdout

@@ -243,6 +243,9 @@ class PolicyConfig(Section):
     """One ``[[policies]]`` entry; the first policy whose ``match`` fits a ticket applies."""
 
     name: Name
+    # The policy this one was written as a difference to: its keys are taken, this one's win
+    # (tables merged key by key, lists replaced). Resolved when the file is read.
+    extends: str | None = None
     contract: str = ""
     calendar: str = "24x7"
     match: MatchConfig = MatchConfig()
