@@ -35,7 +35,7 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -230,7 +230,8 @@ def resolve_extends(policies: Any) -> Any:
         if base is None:
             base = effective(policies.index(by_name[parent]), by_name[parent], (*chain, parent))
             resolved[parent] = base
-        merged = _merged({k: v for k, v in base.items() if k not in ("name", "extends")}, table)
+        # A policy's name and the dates its terms are in force are its own, never inherited.
+        merged = _merged({k: v for k, v in base.items() if k not in ("name", "extends", "effective_from", "effective_to")}, table)
         return merged
 
     return [effective(index, table, (str(table.get("name")),)) if isinstance(table, dict) else table
@@ -771,7 +772,28 @@ def _cross_check(settings: Settings) -> list[str]:
                     for source in match.source
                     if source not in settings.sources
                 )
-    return problems + _reachable_targets(settings, datetime.now(timezone.utc))
+    return problems + _overlapping_terms(settings) + _reachable_targets(settings, datetime.now(timezone.utc))
+
+
+def _overlapping_terms(settings: Settings) -> list[str]:
+    """Two versions of the terms for the same tickets (the same ``match``) may not be in force at
+    once: the first in the list would silently win where their dates overlap."""
+    problems: list[str] = []
+    policies = settings.policies
+    for later in range(len(policies)):
+        for earlier in range(later):
+            a, b = policies[earlier], policies[later]
+            if (a.effective_from is None and a.effective_to is None) or (b.effective_from is None and b.effective_to is None):
+                continue  # undated policies are ordinary fallbacks, ordered by the list
+            if a.match.model_dump() != b.match.model_dump():
+                continue
+            starts = max(a.effective_from or date.min, b.effective_from or date.min)
+            ends = min(a.effective_to or date.max, b.effective_to or date.max)
+            if starts < ends:
+                problems.append(f"policies[{later}] ({b.name}).effective_from: its dates overlap those of policies[{earlier}] "
+                                f"({a.name}), which matches the same tickets, from {starts} to {ends if ends != date.max else 'open end'}: "
+                                "make one end (effective_to, exclusive) where the other begins")
+    return problems
 
 
 def _reachable_targets(settings: Settings, now: datetime) -> list[str]:

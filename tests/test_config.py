@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import typing
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import certifi
 import pytest
@@ -466,3 +468,55 @@ def test_check_shows_the_effective_policy_and_what_it_extends(write_config, run)
     result = run("--config", str(path), "check", env={"ZD_TOKEN": "token-abcdef"})
     assert result.exit_code == 0, result.output
     assert "2. acme (calendar 24x7, extends corporate): first_response p1 30m, p2 4h; resolution p1 8h, p2 24h" in result.stdout
+
+
+# -- terms in force from a date ---------------------------------------------------------------
+
+RENEGOTIATED = '''
+[calendars.london]
+timezone = "Europe/London"
+hours = { mon = ["09:00-17:00"] }
+
+[[policies]]
+name = "acme-2025"
+calendar = "london"
+effective_to = 2026-01-01
+match = { customer = ["ACME Ltd"] }
+targets.first_response = { p1 = "2h" }
+
+[[policies]]
+name = "acme-2026"
+extends = "acme-2025"
+effective_from = 2026-01-01
+effective_to = "__TO__"
+targets.first_response = { p1 = "1h" }
+'''
+
+
+def test_renegotiated_terms_apply_to_tickets_created_from_their_date_in_the_calendars_zone(write_config):
+    from bridge.engine.policy import build_policies, select_policy
+    from bridge.model import Ticket
+
+    config = load_config(write_config(RENEGOTIATED.replace('effective_to = "__TO__"\n', "")))
+    policies = build_policies(config)
+
+    def created(at: datetime) -> str | None:
+        ticket = Ticket("zd", "zendesk", "1", "#1", "T", "open", "open", at, at, priority="p1", customer="ACME Ltd")
+        chosen = select_policy(policies, ticket)
+        return chosen.name if chosen else None
+
+    london_new_year = datetime(2026, 1, 1, tzinfo=ZoneInfo("Europe/London"))
+    assert created(london_new_year - timedelta(seconds=1)) == "acme-2025"
+    assert created(london_new_year) == "acme-2026"
+    assert {p.name: p.targets["first_response"]["p1"] for p in policies} == {"acme-2025": 2 * 3600, "acme-2026": 3600}
+
+
+def test_two_versions_of_the_same_terms_may_not_be_in_force_at_once(write_config):
+    text = RENEGOTIATED.replace("effective_from = 2026-01-01", "effective_from = 2025-12-01").replace('effective_to = "__TO__"\n', "")
+    with pytest.raises(ConfigError, match=r"policies\[1\] \(acme-2026\)\.effective_from: its dates overlap those of policies\[0\] \(acme-2025\)"):
+        load_config(write_config(text))
+
+
+def test_terms_that_end_before_they_begin_are_refused(write_config):
+    with pytest.raises(ConfigError, match=r"effective_to .* must come after effective_from"):
+        load_config(write_config(RENEGOTIATED.replace('"__TO__"', "2025-06-01")))

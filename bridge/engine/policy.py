@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -54,6 +55,9 @@ class Policy:
     targets: Mapping[str, Mapping[str, int]]
     credits: CreditsConfig | None
     version: str
+    extends: str | None = None
+    effective_from: datetime | None = None  # the instants the terms are in force, [from, to)
+    effective_to: datetime | None = None
 
     @classmethod
     def from_config(cls, config: PolicyConfig | Mapping[str, Any], calendars: Mapping[str, Calendar]) -> Policy:
@@ -79,6 +83,9 @@ class Policy:
             targets={metric: dict(per) for metric, per in config.targets.items()},
             credits=config.credits,
             version=hashlib.sha256(canonical.encode()).hexdigest()[:12],
+            extends=config.extends,
+            effective_from=_midnight(config.effective_from, calendar),
+            effective_to=_midnight(config.effective_to, calendar),
         )
 
     def pauses_for(self, metric: str) -> frozenset[str]:
@@ -86,6 +93,11 @@ class Policy:
         return self.pause_by_metric.get(metric, self.pause_when)
 
     def matches(self, ticket: Ticket) -> bool:
+        """Whether ``ticket`` fits ``match`` and was created while these terms were in force."""
+        if self.effective_from is not None and ticket.created_at < self.effective_from:
+            return False
+        if self.effective_to is not None and ticket.created_at >= self.effective_to:
+            return False
         return fits(self.match, ticket)
 
     def target(self, metric: str, priority: str | None) -> int | None:
@@ -93,6 +105,11 @@ class Policy:
         if priority is None:
             return None
         return self.targets.get(metric, {}).get(priority)
+
+
+def _midnight(day: date | None, calendar: Calendar) -> datetime | None:
+    """The start of ``day`` in the calendar's time zone (a contract's 1 January is local)."""
+    return None if day is None else datetime.combine(day, time(0), tzinfo=calendar.zone)
 
 
 def match_sets(match: MatchConfig) -> dict[str, frozenset[str]]:

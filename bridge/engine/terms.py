@@ -248,6 +248,10 @@ class PolicyConfig(Section):
     extends: str | None = None
     contract: str = ""
     calendar: str = "24x7"
+    # The dates the terms are in force (effective_to exclusive), in the calendar's time zone: a
+    # ticket is judged by the terms in force when it was created.
+    effective_from: date | None = None
+    effective_to: date | None = None
     match: MatchConfig = MatchConfig()
     pause_when: list[CanonicalStatus] = ["waiting_customer"]
     # Per metric, the statuses that pause it instead of pause_when (Zendesk pauses agent work
@@ -262,6 +266,12 @@ class PolicyConfig(Section):
     first_response_on_resolve: Literal["stop", "pause"] = "stop"
     targets: dict[Metric, dict[Priority, Duration]] = Field(min_length=1)
     credits: CreditsConfig | None = None
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> PolicyConfig:
+        if self.effective_from and self.effective_to and self.effective_to <= self.effective_from:
+            raise ValueError(f"effective_to ({self.effective_to}) must come after effective_from ({self.effective_from})")
+        return self
 
     @field_validator("targets")
     @classmethod
