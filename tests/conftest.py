@@ -119,3 +119,17 @@ def run_cli(config: Path, *args: str, env: dict[str, str]) -> subprocess.Complet
     """The real CLI in its own process, with ``env`` added to this one's environment."""
     return subprocess.run([sys.executable, "-m", "bridge.cli", "--config", str(config), *args], capture_output=True, text=True,
                           timeout=300, env={**os.environ, **env})
+
+
+# One contract for every helpdesk: the end-to-end tests judge tickets from several sources by it.
+ONE_POLICY = """
+[store]
+path = "store.db"
+
+[[policies]]
+name = "one-contract"
+contract = "Support terms for every customer, whatever the helpdesk"
+targets.first_response = { p1 = "30m", p2 = "1h", p3 = "2h", p4 = "4h", p5 = "8h" }
+targets.resolution = { p1 = "4h", p2 = "8h", p3 = "16h", p4 = "24h", p5 = "48h" }
+credits = { currency = "EUR", monthly_fee = 1000, per_breach = [{ over = "0%", percent = 1 }] }
+"""

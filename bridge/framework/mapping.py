@@ -13,9 +13,11 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 
+from bridge.edges.credentials import redact
+from bridge.edges.logs import printable
 from bridge.model import from_iso
 
-__all__ = ["ValueMapper", "instant"]
+__all__ = ["ValueMapper", "instant", "vendor_text"]
 
 
 class ValueMapper:
@@ -60,3 +62,10 @@ def instant(text: object, what: str) -> datetime:
         return from_iso(text)
     except ValueError as error:
         raise ValueError(f"{what} is unreadable ({error})") from None
+
+
+def vendor_text(value: object, limit: int = 300) -> str:
+    """Text a vendor sent (an error's description, a field's title), fit for a message: secrets
+    masked before the cut, control characters made harmless, at most ``limit`` characters."""
+    text = printable(redact(value if isinstance(value, str) else str(value)))
+    return text[:limit] + ("..." if len(text) > limit else "")

@@ -38,9 +38,7 @@ from typing import Any
 
 import httpx
 
-from bridge.edges.credentials import redact
 from bridge.edges.http import SourceClient
-from bridge.edges.logs import printable
 from bridge.errors import BadRequest, NotFound, PermissionDenied
 from bridge.framework import (
     Connector,
@@ -57,7 +55,7 @@ from bridge.framework import (
     WriteCapabilities,
     paginate,
 )
-from bridge.framework.mapping import instant
+from bridge.framework.mapping import instant, vendor_text
 from bridge.model import TAGS_ITEM, Note, QuarantinedRecord, Ticket, TicketEvent, WritebackPlan, field_item, note_item
 from connectors.jira.config import BUILT_IN_FIELDS, BY_NAME, JSM_FIELDS, JiraSourceConfig
 from connectors.jira.normalise import (
@@ -202,7 +200,7 @@ class JiraConnector(Connector):
             names = [str(f.get("name")) for f in fields if f.get("name")]
             close = get_close_matches(wanted, names, n=1)
             hint = f"; did you mean {BY_NAME}{close[0]}?" if close else ""
-            return None, f"this site has no field named {_vendor(wanted)!r}{_vendor(hint)}"
+            return None, f"this site has no field named {vendor_text(wanted)!r}{vendor_text(hint)}"
         if any(f["id"] == spec for f in fields):
             return spec, ""
         return None, f"this site has no field {spec}"
@@ -213,7 +211,7 @@ class JiraConnector(Connector):
         me = self.http.get_json("/rest/api/3/myself")
         if not isinstance(me, dict) or not me.get("accountId"):
             raise BadRequest("/rest/api/3/myself answered without an account id", source=self.name)
-        account = _vendor(f"{me.get('displayName') or me['accountId']}" + (f" <{me['emailAddress']}>" if me.get("emailAddress") else ""))
+        account = vendor_text(f"{me.get('displayName') or me['accountId']}" + (f" <{me['emailAddress']}>" if me.get("emailAddress") else ""))
         problems: list[str] = []
         desks = self._service_desks()
         for project in self.jira.projects:
@@ -228,7 +226,7 @@ class JiraConnector(Connector):
             problems.append(error.detail)
         if self._status_field:
             problems.extend(self._status_field_problems(self._status_field))
-        zone = _vendor(me.get("timeZone") or "unset")
+        zone = vendor_text(me.get("timeZone") or "unset")
         return CredentialCheck(account=account, detail=f"profile time zone {zone} (the search bounds are instants, so it does not matter)",
                                problems=tuple(problems))
 
@@ -263,15 +261,15 @@ class JiraConnector(Connector):
         custom = str(_schema(field or {}).get("custom") or "")
         if custom.endswith(":textfield"):
             return []
-        return [f"sources.{self.name}.writeback.status_field: {field_id} ({_vendor(field.get('name') if field else '?')!r}) is a "
-                f"{_vendor(custom or _schema(field or {}).get('type') or 'system')} field; sla-bridge writes breached, at_risk, "
+        return [f"sources.{self.name}.writeback.status_field: {field_id} ({vendor_text(field.get('name') if field else '?')!r}) is a "
+                f"{vendor_text(custom or _schema(field or {}).get('type') or 'system')} field; sla-bridge writes breached, at_risk, "
                 "on_track and met into it, so it must be a single-line text field"]
 
     def list_fields(self) -> list[FieldInfo]:
         """Every field of the site, custom ones by id with their kind (``sd-sla-field``, ``textfield``)."""
         return [
-            FieldInfo(id=str(f["id"]), title=_vendor(f.get("name") or ""),
-                      type=_vendor(str(_schema(f).get("custom") or "").rpartition(":")[2] or _schema(f).get("type") or ""))
+            FieldInfo(id=str(f["id"]), title=vendor_text(f.get("name") or ""),
+                      type=vendor_text(str(_schema(f).get("custom") or "").rpartition(":")[2] or _schema(f).get("type") or ""))
             for f in self.site_fields()
         ]
 
@@ -603,7 +601,7 @@ def _error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return _vendor(response.text, 200)
+        return vendor_text(response.text, 200)
     parts: list[str] = []
     if isinstance(body, dict):
         messages = body.get("errorMessages")
@@ -615,11 +613,6 @@ def _error_text(response: httpx.Response) -> str:
             parts += [str(e.get("message")) for e in errors if isinstance(e, dict)]
         if body.get("errorMessage"):
             parts.append(str(body["errorMessage"]))
-    return _vendor("; ".join(parts) or str(body), 300)
+    return vendor_text("; ".join(parts) or str(body), 300)
 
-
-def _vendor(value: Any, limit: int = 300) -> str:
-    """Text the vendor sent, fit for a message: secrets masked before the cut, control characters harmless."""
-    text = printable(redact(value if isinstance(value, str) else str(value)))
-    return text[:limit] + ("..." if len(text) > limit else "")
 

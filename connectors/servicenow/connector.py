@@ -38,9 +38,8 @@ from typing import Any
 
 import httpx
 
-from bridge.edges.credentials import Secret, redact
+from bridge.edges.credentials import Secret
 from bridge.edges.http import SourceClient
-from bridge.edges.logs import printable
 from bridge.errors import AuthenticationFailed, BadRequest, PaginationError
 from bridge.framework import (
     ClientCredentials,
@@ -59,13 +58,16 @@ from bridge.framework import (
     WriteCapabilities,
     paginate,
 )
+from bridge.framework.mapping import vendor_text
 from bridge.model import QuarantinedRecord, Ticket, TicketEvent, WritebackPlan
 from connectors.servicenow.config import ServiceNowSourceConfig
 from connectors.servicenow.normalise import (
     DEFAULT_PRIORITIES,
     DEFAULT_STATUSES,
+    HISTORY_FIELDS,
     Choices,
     ServiceNowRecords,
+    raw_time,
 )
 
 __all__ = ["ServiceNowConnector", "patch_body"]
@@ -78,35 +80,21 @@ AUDIT_PAGE = 1000
 BATCH_SIZE = 25  # PATCHes per Batch API request, inside its 30 s timeout
 OVERLAP = timedelta(minutes=2)  # re-read before the watermark: a long transaction commits its sys_updated_on late
 AGENT_ROLES = ("itil", "sn_customerservice_agent")
-HISTORY_FIELDS = ("state", "hold_reason", "priority", "comments", "work_notes")
 CUSTOMER_FACING = "comments"  # the journal the customer sees: sla-bridge never writes it
 INTERNAL_JOURNAL = "work_notes"
-CALLER_FIELD = {"sn_customerservice_case": "contact", "sc_req_item": "requested_for"}
 BASE_FIELDS = ("sys_id", "number", "short_description", "state", "hold_reason", "priority", "opened_at", "sys_created_on",
                "sys_updated_on", "sys_mod_count", "resolved_at", "closed_at", "opened_by", "assigned_to", "active")
 UTC = timezone.utc
 
 
-def patch_body(status_field: str | None, fields: Mapping[str, Any], note: str | None) -> dict[str, Any]:
+def patch_body(fields: Mapping[str, Any], note: str | None) -> dict[str, Any]:
     """The one body sla-bridge PATCHes: the status field's value and an internal work note.
 
     Refuses ``comments`` (the customer-visible journal) whatever asks for it.
     """
-    body: dict[str, Any] = {}
-    for name, value in fields.items():
-        if name == CUSTOMER_FACING:
-            raise AssertionError("refused to write the customer-visible 'comments' journal")
-        body[name] = value
-    if note:
-        body[INTERNAL_JOURNAL] = note
-    if CUSTOMER_FACING in body:
+    if CUSTOMER_FACING in fields:
         raise AssertionError("refused to write the customer-visible 'comments' journal")
-    return body
-
-
-def utc(text: str) -> datetime:
-    """A raw ServiceNow date-time (``YYYY-MM-DD HH:MM:SS``, naive, UTC) as an aware instant."""
-    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    return {**fields, INTERNAL_JOURNAL: note} if note else dict(fields)
 
 
 def literal(moment: datetime) -> str:
@@ -208,8 +196,8 @@ class ServiceNowConnector(Connector):
                 raise AuthenticationFailed(f"ServiceNow has no user {account!r} visible to itself: check sources.{self.name}.auth.username",
                                            source=self.name)
             user = users[0]
-            account = _vendor(f"{user.get('name') or account} <{user.get('email') or user.get('user_name')}>")
-            detail = f"time zone {_vendor(user.get('time_zone') or 'system')} (queries use UTC literals, so it does not matter)"
+            account = vendor_text(f"{user.get('name') or account} <{user.get('email') or user.get('user_name')}>")
+            detail = f"time zone {vendor_text(user.get('time_zone') or 'system')} (queries use UTC literals, so it does not matter)"
         sample = _result(self.http.get_json(f"/api/now/table/{self.table}", params={"sysparm_limit": 1, "sysparm_fields": "sys_id"}))
         audit = _result(self.http.get_json("/api/now/table/sys_audit", params={
             "sysparm_query": f"tablename={self.table}", "sysparm_limit": 1, "sysparm_fields": "sys_id"}))
@@ -234,7 +222,7 @@ class ServiceNowConnector(Connector):
                     "to an unknown field without an error, so the state would never show. Create it (a string field) first"]
         kind = str(rows[0].get("internal_type") or "")
         if kind not in ("string", "choice", ""):
-            return [f"sources.{self.name}.writeback.status_field: {column} is a {_vendor(kind)} field; sla-bridge writes breached, "
+            return [f"sources.{self.name}.writeback.status_field: {column} is a {vendor_text(kind)} field; sla-bridge writes breached, "
                     "at_risk, on_track and met into it, so it must be a string (or choice) field"]
         return []
 
@@ -255,15 +243,15 @@ class ServiceNowConnector(Connector):
             for row in _result(data):
                 if isinstance(row, dict) and row.get("element"):
                     options.setdefault(str(row["element"]), []).append(f"{row.get('value')} ({row.get('label')})")
-        return [FieldInfo(id=element, title=_vendor(row.get("column_label") or ""),
-                          type=_vendor(row.get("internal_type") or "") + (f" -> {row['reference']}" if row.get("reference") else ""),
-                          options=[_vendor(o) for o in options.get(element, [])])
+        return [FieldInfo(id=element, title=vendor_text(row.get("column_label") or ""),
+                          type=vendor_text(row.get("internal_type") or "") + (f" -> {row['reference']}" if row.get("reference") else ""),
+                          options=[vendor_text(o) for o in options.get(element, [])])
                 for element, row in sorted(columns.items())]
 
     def _fields(self) -> str:
         # the caller's user name too (dot-walked): sys_audit names users by user name, and a caller's
         # own comments are the customer's even where the caller is an agent as well
-        wanted = [*BASE_FIELDS, CALLER_FIELD.get(self.table, "caller_id"), self.records.caller_user_field, *self.fields.values()]
+        wanted = [*BASE_FIELDS, self.records.caller_field, self.records.caller_user_field, *self.fields.values()]
         status_field = self.sn.writeback.status_field
         if status_field:
             wanted.append(status_field)
@@ -356,7 +344,7 @@ class ServiceNowConnector(Connector):
 
     def _item(self, plan: WritebackPlan) -> dict[str, Any]:
         note = "\n\n".join(note.body for note in plan.notes) or None
-        body = patch_body(self.sn.writeback.status_field, plan.set_fields, note)
+        body = patch_body(plan.set_fields, note)
         return {"url": f"/api/now/table/{self.table}/{plan.external_id}?sysparm_fields=sys_id,sys_updated_on,sys_mod_count"
                        "&sysparm_exclude_reference_link=true", "body": body}
 
@@ -423,7 +411,7 @@ def _keyset(raw: Any) -> tuple[str, str]:
 
 
 def _position(raw: Any) -> tuple[datetime, str]:
-    return utc(str(raw["sys_updated_on"])), str(raw["sys_id"])
+    return raw_time(raw["sys_updated_on"], "sys_updated_on"), str(raw["sys_id"])
 
 
 def _result(data: Any) -> list[Any]:
@@ -435,11 +423,11 @@ def _item_error(answer: Mapping[str, Any]) -> str:
     try:
         body = json.loads(base64.b64decode(str(answer.get("body") or "")) or b"{}")
     except (ValueError, TypeError):
-        return _vendor(answer.get("error_message") or answer.get("status_text") or "")
+        return vendor_text(answer.get("error_message") or answer.get("status_text") or "")
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
-        return _vendor(f"{error.get('message') or ''}: {error.get('detail') or ''}".strip(": "))
-    return _vendor(answer.get("error_message") or answer.get("status_text") or "")
+        return vendor_text(f"{error.get('message') or ''}: {error.get('detail') or ''}".strip(": "))
+    return vendor_text(answer.get("error_message") or answer.get("status_text") or "")
 
 
 def _mod_count(answer: Mapping[str, Any]) -> str | None:
@@ -451,9 +439,5 @@ def _mod_count(answer: Mapping[str, Any]) -> str | None:
     count = result.get("sys_mod_count") if isinstance(result, dict) else None
     return str(count) if count not in (None, "") else None
 
-
-def _vendor(value: Any, limit: int = 300) -> str:
-    text = printable(redact(value if isinstance(value, str) else str(value)))
-    return text[:limit] + ("..." if len(text) > limit else "")
 
 

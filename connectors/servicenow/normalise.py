@@ -35,6 +35,7 @@ __all__ = [
     "CALLER_FIELDS",
     "DEFAULT_PRIORITIES",
     "DEFAULT_STATUSES",
+    "HISTORY_FIELDS",
     "JOURNAL_ADDITION",
     "Choices",
     "ServiceNowRecords",
@@ -305,7 +306,7 @@ class ServiceNowRecords:
         for update in _updates(rows):
             # status, priority, replies, notes: one update's events in one order whatever its rows' sys_ids
             result.extend(self._status_change(ticket_id, [row for row in update if row.field in current], current))
-            for row in sorted(update, key=lambda row: (_HISTORY_FIELDS.index(row.field) if row.field else 9, row.sys_id)):
+            for row in sorted(update, key=lambda row: (HISTORY_FIELDS.index(row.field) if row.field else 9, row.sys_id)):
                 if row.field == "priority":
                     result.append(self._priority_change(ticket_id, row))
                 elif row.field == "comments":
@@ -361,7 +362,7 @@ def _first(update: list[_AuditRow], field: str) -> _AuditRow | None:
     return next((row for row in update if row.field == field), None)
 
 
-_HISTORY_FIELDS = ("state", "hold_reason", "priority", "comments", "work_notes")
+HISTORY_FIELDS = ("state", "hold_reason", "priority", "comments", "work_notes")  # what sys_audit is asked for
 
 
 class _AuditRow:
@@ -397,7 +398,7 @@ class _AuditRow:
         old, new = text.get("oldvalue") or "", text.get("newvalue") or ""
         if field in ("comments", "work_notes") and old not in ("", JOURNAL_ADDITION):
             raise ValueError(f"{where}: a {field} row whose oldvalue is {old[:80]!r}, not {JOURNAL_ADDITION!r}")
-        return cls(sys_id, field if field in _HISTORY_FIELDS else "", old, new, text.get("user"), at,
+        return cls(sys_id, field if field in HISTORY_FIELDS else "", old, new, text.get("user"), at,
                    text.get("record_checkpoint") or "")
 
 

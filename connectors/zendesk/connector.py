@@ -31,9 +31,8 @@ from typing import Any
 
 import httpx
 
-from bridge.edges.credentials import Secret, redact
+from bridge.edges.credentials import Secret
 from bridge.edges.http import SourceClient
-from bridge.edges.logs import printable
 from bridge.errors import AuthenticationFailed, BadRequest
 from bridge.framework import (
     Connector,
@@ -53,6 +52,7 @@ from bridge.framework import (
     epoch_seconds,
     paginate,
 )
+from bridge.framework.mapping import vendor_text
 from bridge.framework.roster import AgentRoster
 from bridge.model import Note, Ticket, WritebackPlan, note_item
 from connectors.zendesk.config import ZendeskSourceConfig
@@ -144,8 +144,8 @@ class ZendeskConnector(Connector):
                 f"Zendesk did not recognise the credentials (it answered as an anonymous user): check sources.{self.name}.auth",
                 source=self.name,
             )
-        role = _vendor(user.get("role") or "user without a role")
-        account = _vendor(f"{user.get('name')} <{user.get('email')}>")
+        role = vendor_text(user.get("role") or "user without a role")
+        account = vendor_text(f"{user.get('name')} <{user.get('email')}>")
         problems = []
         if user.get("role") != "admin":
             # The incremental exports are "Allowed for: Admins"; anyone else gets 403 on the first pull.
@@ -169,7 +169,7 @@ class ZendeskConnector(Connector):
         if not isinstance(field, dict):
             return [f"{key}: Zendesk has no ticket field {number}; write the id of a text or drop-down field, as "
                     f"`sla-bridge fields {self.name}` lists it"]
-        kind, title = _vendor(field.get("type")), _vendor(field.get("title") or "")
+        kind, title = vendor_text(field.get("type")), vendor_text(field.get("title") or "")
         if field.get("type") in _TEXT_FIELDS:
             return []
         if field.get("type") != "tagger":
@@ -195,9 +195,9 @@ class ZendeskConnector(Connector):
             fields.append(
                 FieldInfo(
                     id=SYSTEM_FIELDS.get(kind) or f"custom_field:{raw.get('id')}",
-                    title=_vendor(raw.get("title") or ""),
-                    type=_vendor(kind),
-                    options=[_vendor(option.get("value")) for option in options if isinstance(option, dict)],
+                    title=vendor_text(raw.get("title") or ""),
+                    type=vendor_text(kind),
+                    options=[vendor_text(option.get("value")) for option in options if isinstance(option, dict)],
                 )
             )
         return fields
@@ -301,11 +301,11 @@ class ZendeskConnector(Connector):
             )
             if response.status_code in (404, 422):
                 body = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
-                detail = f"{response.status_code} {_vendor(body.get('error', ''))}: {_vendor(body.get('description', ''))}".strip()
+                detail = f"{response.status_code} {vendor_text(body.get('error', ''))}: {vendor_text(body.get('description', ''))}".strip()
                 if _names_our_field(plan, body):  # the config's fault: stop, leave every item to retry once fixed
-                    raise self._bad_field(plan, _vendor(_details(body) or json.dumps(body)))
+                    raise self._bad_field(plan, vendor_text(_details(body) or json.dumps(body)))
                 # This ticket only: it is gone, or refuses updates (a closed ticket is read-only).
-                return _partial(plan, "refused", present, f"{detail} {_vendor(_details(body))}".strip())
+                return _partial(plan, "refused", present, f"{detail} {vendor_text(_details(body))}".strip())
             if response.status_code != 409:
                 ticket = response.json().get("ticket") or {}
                 return _partial(plan, "sent", present, version=ticket.get("updated_at"))
@@ -358,7 +358,7 @@ class ZendeskConnector(Connector):
             job = self.http.request("PUT", "/api/v2/tickets/update_many.json", params={"ids": ids}, json={"ticket": change}, json_body=True)
             job_id = (job.get("job_status") or {}).get("id")
             if not job_id:
-                raise BadRequest(f"update_many answered without a job status: {_vendor(job, 200)}", source=self.name)
+                raise BadRequest(f"update_many answered without a job status: {vendor_text(job, 200)}", source=self.name)
             jobs[job_id] = members
         finished: dict[str, dict[str, Any]] = {}
         for poll in range(JOB_POLLS):
@@ -387,11 +387,11 @@ class ZendeskConnector(Connector):
                 elif outcome.get("success"):
                     results.append(WritebackResult.of(plan, "sent"))
                 elif outcome.get("error") == "TicketNotFound" or "closed prevents ticket update" in str(outcome.get("details")):
-                    results.append(WritebackResult.of(plan, "refused", _vendor(outcome.get("details") or outcome.get("error"))))
+                    results.append(WritebackResult.of(plan, "refused", vendor_text(outcome.get("details") or outcome.get("error"))))
                 else:
                     if outcome.get("error") == "RecordInvalid" and plan.set_fields:
-                        bad_field = bad_field or (plan, _vendor(outcome.get("details")))
-                    results.append(WritebackResult.of(plan, "conflict", _vendor(outcome.get("details") or outcome.get("error"))))
+                        bad_field = bad_field or (plan, vendor_text(outcome.get("details")))
+                    results.append(WritebackResult.of(plan, "conflict", vendor_text(outcome.get("details") or outcome.get("error"))))
         return results, bad_field
 
     def _current(self, external_id: str) -> tuple[str | None, list[str]]:
@@ -413,12 +413,6 @@ class ZendeskConnector(Connector):
             change["tags"] = [t for t in tags if t not in removing] + [t for t in plan.add_tags if t not in tags]
         return change
 
-
-def _vendor(value: Any, limit: int = 300) -> str:
-    """Text the vendor sent (an error's description, a field's title), fit for a message: secrets
-    masked before the cut, control characters made harmless, at most ``limit`` characters."""
-    text = printable(redact(value if isinstance(value, str) else str(value)))
-    return text[:limit] + ("..." if len(text) > limit else "")
 
 
 def _partial(plan: WritebackPlan, outcome: Outcome, present: set[str], detail: str = "", *,

@@ -15,7 +15,7 @@ from bridge.edges.store import Store
 from bridge.pipeline.demo import source_table
 from connectors.jira.sandbox import JiraSandbox
 from connectors.zendesk.sandbox import ZendeskSandbox
-from tests.conftest import Clock, pull_source, run_cli
+from tests.conftest import ONE_POLICY, Clock, pull_source, run_cli
 
 ANCHOR = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 SEARCH, BULK = "/rest/api/3/search/jql", "/rest/api/3/changelog/bulkfetch"
@@ -102,26 +102,13 @@ def test_a_user_zone_far_from_utc_loses_nothing(zone: str, tmp_path: Path, monke
 
 # -- the CLI across Zendesk and Jira -----------------------------------------------------------
 
-POLICY = """
-[store]
-path = "store.db"
-
-[[policies]]
-name = "one-contract"
-contract = "Support terms for every customer, whatever the helpdesk"
-targets.first_response = { p1 = "30m", p2 = "1h", p3 = "2h", p4 = "4h", p5 = "8h" }
-targets.resolution = { p1 = "4h", p2 = "8h", p3 = "16h", p4 = "24h", p5 = "48h" }
-credits = { currency = "EUR", monthly_fee = 1000, per_breach = [{ over = "0%", percent = 1 }] }
-"""
-
-
 def test_sync_judges_zendesk_and_jira_tickets_under_one_policy_and_a_rerun_writes_nothing(tmp_path: Path) -> None:
     zendesk = ZendeskSandbox.for_tests(300, anchor=ANCHOR)
     jira = JiraSandbox.for_tests(300, anchor=ANCHOR)
     env = {"ZD_TOKEN": zendesk.token, "JIRA_TOKEN": jira.token}
     with zendesk.serve() as zendesk_url, jira.serve() as jira_url:
         config = tmp_path / "sla-bridge.toml"
-        config.write_text(POLICY + "\n" + source_table("zd", zendesk.source_config(zendesk_url, "ZD_TOKEN"))
+        config.write_text(ONE_POLICY + "\n" + source_table("zd", zendesk.source_config(zendesk_url, "ZD_TOKEN"))
                           + "\n" + source_table("jsm", jira.source_config(jira_url, "JIRA_TOKEN")))
         first = run_cli(config, "sync", "--now", "2026-11-01T12:00:00Z", "--json", env=env)
         assert first.returncode == 0, first.stderr

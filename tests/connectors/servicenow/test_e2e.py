@@ -18,7 +18,7 @@ from bridge.pipeline.demo import source_table
 from connectors.jira.sandbox import JiraSandbox
 from connectors.servicenow.sandbox import ServiceNowSandbox
 from connectors.zendesk.sandbox import ZendeskSandbox
-from tests.conftest import Clock, pull_source, run_cli
+from tests.conftest import ONE_POLICY, Clock, pull_source, run_cli
 
 ANCHOR = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 NOW = "2026-11-01T12:00:00Z"
@@ -26,22 +26,9 @@ TABLE_API = "/api/now/table/"
 AUDIT, CHOICES, ROLES = (TABLE_API + t for t in ("sys_audit", "sys_choice", "sys_user_has_role"))
 PAGE, AUDIT_IDS = 500, 100  # records a page, and records per sys_audit request, as ServiceNow's docs advise them
 
-POLICY = """
-[store]
-path = "store.db"
-
-[[policies]]
-name = "one-contract"
-contract = "Support terms for every customer, whatever the helpdesk"
-targets.first_response = { p1 = "30m", p2 = "1h", p3 = "2h", p4 = "4h", p5 = "8h" }
-targets.resolution = { p1 = "4h", p2 = "8h", p3 = "16h", p4 = "24h", p5 = "48h" }
-credits = { currency = "EUR", monthly_fee = 1000, per_breach = [{ over = "0%", percent = 1 }] }
-"""
-
-
 def config_for(sandbox: ServiceNowSandbox, url: str, tmp_path: Path, secret_env: str = "SN_PASSWORD") -> Path:
     path = tmp_path / "sla-bridge.toml"
-    path.write_text(POLICY + "\n" + source_table("sn", sandbox.source_config(url, secret_env)))
+    path.write_text(ONE_POLICY + "\n" + source_table("sn", sandbox.source_config(url, secret_env)))
     return path
 
 
@@ -128,7 +115,7 @@ def test_sync_judges_zendesk_jira_and_servicenow_under_one_policy_and_a_rerun_wr
     env = {"ZD_TOKEN": zendesk.token, "JIRA_TOKEN": jira.token, "SN_PASSWORD": servicenow.password}
     with zendesk.serve() as zendesk_url, jira.serve() as jira_url, servicenow.serve() as servicenow_url:
         config = tmp_path / "sla-bridge.toml"
-        config.write_text(POLICY + "\n" + source_table("zd", zendesk.source_config(zendesk_url, "ZD_TOKEN"))
+        config.write_text(ONE_POLICY + "\n" + source_table("zd", zendesk.source_config(zendesk_url, "ZD_TOKEN"))
                           + "\n" + source_table("jsm", jira.source_config(jira_url, "JIRA_TOKEN"))
                           + "\n" + source_table("sn", servicenow.source_config(servicenow_url, "SN_PASSWORD")))
         first = run_cli(config, "sync", "--now", NOW, "--json", env=env)
