@@ -704,7 +704,7 @@ def _timeline(store: Store, wanted: str, as_json: bool) -> None:
     _say(f"  status {p(ticket.status)}, priority {p(ticket.priority or '-')}, customer {p(ticket.customer or '-')}")
     _say("Events:")
     for event in events:
-        change = f" {p(event.from_value or '-')} -> {p(event.to_value)}" if event.kind in ("status", "priority") else ""
+        change = f" {p(event.from_value or '-')} -> {p(event.to_value)}" if event.kind in ("status", "priority", "group") else ""
         _say(f"  {event.at:%Y-%m-%d %H:%M} {p(event.kind)}{change}")
     _say("Statuses:")
     for at, status_name in segments:

@@ -44,11 +44,13 @@ CANONICAL_STATUSES = (
     "deleted",
 )
 PRIORITIES = ("p1", "p2", "p3", "p4", "p5")
-EVENT_KINDS = ("status", "priority", "agent_reply", "customer_reply", "note")
+EVENT_KINDS = ("status", "priority", "group", "agent_reply", "customer_reply", "note")
 
+# "group": the ticket moved between assignment groups (``from_value``/``to_value`` are the groups'
+# names as the ticket's ``group`` carries them, None for no group). OLAs run on these.
 # "note": an internal note carrying an sla-bridge marker (``to_value``), seen in the ticket's
 # history. It moves no clock; it is the ticket's own record of which breach notes it holds.
-EventKind = Literal["status", "priority", "agent_reply", "customer_reply", "note"]
+EventKind = Literal["status", "priority", "group", "agent_reply", "customer_reply", "note"]
 
 MARKER_PREFIX = "sla-bridge"
 _MARKER = re.compile(r"\[" + MARKER_PREFIX + r":[^\[\]\s]+:\d+\]")
@@ -117,7 +119,8 @@ class TicketEvent:
 
     ``event_id`` is stable across pulls (the vendor's audit or comment id), so re-reading an
     overlapping page upserts instead of duplicating. ``status`` and ``priority`` events carry
-    canonical ``from_value``/``to_value`` (raw values when unmapped); replies carry neither.
+    canonical ``from_value``/``to_value`` (raw values when unmapped), ``group`` events the group
+    names; replies carry neither.
     """
 
     ticket_id: str
