@@ -2,10 +2,11 @@
 
 :func:`tell` makes a quarter of support tickets for three customers (ACME Ltd, Globex,
 Initech), in canonical terms: who writes when, public replies and internal notes, waits on the
-customer (the clock pauses), resolutions, reopenings, deletions, and the slow answers that
-breach targets. Each sandbox renders it in its own vocabulary (Zendesk's ``pending`` is
-``waiting_customer`` here), so the demo tells one story across helpdesks and a connector's
-tests meet the same situations as every other's. Seeded and deterministic.
+customer (the clock pauses), resolutions, reopenings, deletions, the slow answers that breach
+targets, and handoffs from first line to the 2nd line (the OLAs' story). Each sandbox renders it
+in its own vocabulary (Zendesk's ``pending`` is ``waiting_customer`` here), so the demo tells one
+story across helpdesks and a connector's tests meet the same situations as every other's.
+Seeded and deterministic.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Step:
     status: str | None = None  # the canonical status the ticket moves to
     first: bool = False  # the step that creates the ticket
     delete: bool = False
+    group: int | None = None  # the ticket is handed to this group (index into GROUPS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,19 @@ class TicketStory:
 
 def _wait(rng: random.Random, mean: float) -> timedelta:
     return timedelta(seconds=int(rng.expovariate(1 / mean)) + 60)
+
+
+def _escalated(steps: list[Step], group: int, rng: random.Random) -> list[Step]:
+    """A third of the tickets first line takes are handed to the 2nd line after its first answer
+    (the OLA story). Drawn from its own generator, so the rest of the story is the same with or
+    without handoffs."""
+    if group != 0 or len(steps) < 3 or rng.random() >= 1 / 3:
+        return steps
+    answer, after = steps[1], steps[2]
+    at = answer.at + timedelta(seconds=rng.randrange(600, 7200))
+    if at >= after.at:
+        return steps
+    return [*steps[:2], Step(at, "agent", group=1), *steps[2:]]
 
 
 def tell(count: int, *, seed: int, latest: datetime) -> list[TicketStory]:
@@ -100,11 +115,12 @@ def tell(count: int, *, seed: int, latest: datetime) -> list[TicketStory]:
         else:
             at += timedelta(seconds=300)
             steps.append(Step(at, "agent", status="open"))  # picked up, not answered yet
+        steps = _escalated(steps, group, random.Random(seed * 1_000_003 + number))
         happened = []
         for index, step in enumerate(steps):
             if step.at > latest:
                 break
-            happened.append(Step(step.at, step.actor, step.public, step.status, first=index == 0))
+            happened.append(Step(step.at, step.actor, step.public, step.status, first=index == 0, group=step.group))
         if rng.random() < 0.02:  # an admin deletes it (spam, a duplicate)
             happened.append(Step(min(at + timedelta(hours=1), latest), "admin", delete=True))
         stories.append(TicketStory(number, customer, created, kind, priority, requester, agent, group, tag, service,
