@@ -143,10 +143,11 @@ def main() -> None:
     evaluated = []
     states: Counter[str] = Counter()
     for ticket, history in tickets:
-        policy, clocks = evaluate_ticket(ticket, history, ordered, NOW)
-        assert policy is not None
-        evaluated.append(Evaluated(ticket, policy, clocks, history))
-        states.update(c.state for c in clocks)
+        judged = evaluate_ticket(ticket, history, ordered, NOW)
+        assert judged
+        for policy, clocks in judged:
+            evaluated.append(Evaluated(ticket, policy, clocks, history))
+            states.update(c.state for c in clocks)
     elapsed = time.perf_counter() - began
     clock_count = sum(states.values())
     print(f"evaluate: {args.n / elapsed:,.0f} tickets/s, {clock_count / elapsed:,.0f} clocks/s ({elapsed:.1f}s, {clock_count:,} clocks)")

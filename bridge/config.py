@@ -56,6 +56,7 @@ from bridge.engine.durations import format_duration, parse_duration
 from bridge.engine.hours import BUILTIN_CALENDARS
 from bridge.engine.terms import (
     NAME_PATTERN,
+    PRESETS,
     TARGET_YEARS,
     CalendarConfig,
     PolicyConfig,
@@ -234,8 +235,14 @@ def resolve_extends(policies: Any) -> Any:
         merged = _merged({k: v for k, v in base.items() if k not in ("name", "extends", "effective_from", "effective_to")}, table)
         return merged
 
-    return [effective(index, table, (str(table.get("name")),)) if isinstance(table, dict) else table
+    return [_with_preset(effective(index, table, (str(table.get("name")),))) if isinstance(table, dict) else table
             for index, table in enumerate(policies)]
+
+
+def _with_preset(table: dict[str, Any]) -> dict[str, Any]:
+    """The vendor's defaults under the policy's keys (an unknown preset is left for validation to name)."""
+    preset = table.get("preset")
+    return _merged(PRESETS[preset], table) if isinstance(preset, str) and preset in PRESETS else table
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -785,7 +792,7 @@ def _overlapping_terms(settings: Settings) -> list[str]:
             a, b = policies[earlier], policies[later]
             if (a.effective_from is None and a.effective_to is None) or (b.effective_from is None and b.effective_to is None):
                 continue  # undated policies are ordinary fallbacks, ordered by the list
-            if a.match.model_dump() != b.match.model_dump():
+            if a.match.model_dump() != b.match.model_dump() or (a.kind, a.team, a.third_party) != (b.kind, b.team, b.third_party):
                 continue
             starts = max(a.effective_from or date.min, b.effective_from or date.min)
             ends = min(a.effective_to or date.max, b.effective_to or date.max)

@@ -138,7 +138,7 @@ BAD_CONFIGS = [
         "unknown metric",
         '[[policies]]\nname = "gold"\ntargets.first_reply = { p1 = "1h" }\n',
         "policies[0].targets.first_reply: unknown key 'first_reply' is not allowed; choose one of "
-        "'first_response', 'next_response' or 'resolution'",
+        "'first_response', 'next_response', 'resolution', 'periodic_update', 'pausable_update', 'requester_wait' or 'agent_work'",
     ),
     (
         "duplicate policy names",
@@ -289,7 +289,7 @@ def test_loopback_http_is_allowed_for_sandboxes(write_config):
 
 def test_example_config_documents_and_loads(monkeypatch):
     config = load_config(ROOT / "config.example.toml")
-    assert [policy.name for policy in config.policies] == ["acme-gold", "default"]
+    assert [policy.name for policy in config.policies] == ["acme-gold", "default", "network-ola", "telco-uc"]
     assert config.policies[0].targets["first_response"]["p1"] == 30 * 60
     assert config.policies[0].credits is not None and config.policies[0].credits.per_breach[2].over == "4h"
     assert config.calendars["uk-office"].holiday_subdivision == "ENG"

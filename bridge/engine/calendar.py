@@ -17,7 +17,8 @@ Conventions (see ../shared/reference/sla-semantics.md, section 5):
 - ``due_at = "close"`` gives the instant the budget runs out, which is the end of a working
   interval when it runs out exactly there; ``"next_open"`` moves that case to the start of the
   next working interval, as ``biz``, Zammad and Zendesk badges show it.
-- ``granularity = "minute"`` drops the seconds of the start instant, as Zammad does.
+- ``granularity = "minute"`` drops the seconds of the start instant and of each pause's start
+  and end, as Zammad does (its pauses are breaks written ``HH:MM``).
 
 The parsers for the calendar keys of the config are in :mod:`bridge.engine.hours`.
 """
@@ -163,14 +164,7 @@ class Calendar:
         """Business seconds in ``[start, end)`` outside ``pauses``; 0 when ``end <= start``."""
         if to_epoch(end) <= to_epoch(start):
             return 0
-        a, b = self._start_epoch(start), to_epoch(end)
-        self._cover(a, b)
-        total = self._elapsed_to(b) - self._elapsed_to(a)
-        for pause_start, pause_end in _epoch_spans(pauses):
-            low, high = max(pause_start, a), min(pause_end, b)
-            if high > low:
-                total -= self._elapsed_to(high) - self._elapsed_to(low)
-        return total
+        return self._between(self._start_epoch(start), to_epoch(end), self._epoch_spans(pauses))
 
     def add_business_seconds(
         self, start: datetime, seconds: int, pauses: Sequence[Pause] = (), *, due_at: str | None = None
@@ -182,8 +176,41 @@ class Calendar:
         """
         if seconds < 0:
             raise ValueError(f"cannot add a negative business duration ({seconds}s)")
-        cursor, remaining = self._start_epoch(start), int(seconds)
-        for pause_start, pause_end in _epoch_spans(pauses):
+        return from_epoch(self._add(self._start_epoch(start), int(seconds), self._epoch_spans(pauses), due_at or self.due_at))
+
+    def clock(self, start: datetime, end: datetime, pauses: Sequence[Pause], target: int, limit: int, dated: int
+              ) -> tuple[int, int, datetime, datetime | None]:
+        """A clock's figures in one pass over its pauses: business seconds counted in ``[start,
+        end)``, business seconds the pauses took out, the instant ``target`` is reached (the
+        calendar's convention), and, once ``limit`` seconds are counted (a breach), the instant
+        ``dated`` seconds are reached (``"close"``), else None. The same as
+        :meth:`business_seconds` and :meth:`add_business_seconds` would give."""
+        if min(target, limit, dated) < 0:
+            raise ValueError(f"cannot add a negative business duration ({min(target, limit, dated)}s)")
+        a, b = self._start_epoch(start), to_epoch(end)
+        spans = self._epoch_spans(pauses)
+        counted = paused = 0
+        if b > to_epoch(start):
+            whole = self._between(a, b, ())
+            counted = self._between(a, b, spans)
+            paused = whole - counted
+        due = from_epoch(self._add(a, target, spans, self.due_at))
+        reached = from_epoch(self._add(a, dated, spans, "close")) if counted >= limit else None
+        return counted, paused, due, reached
+
+    def _between(self, a: int, b: int, spans: Sequence[tuple[int, int]]) -> int:
+        if b <= a:
+            return 0
+        self._cover(a, b)
+        total = self._elapsed_to(b) - self._elapsed_to(a)
+        for pause_start, pause_end in spans:
+            low, high = max(pause_start, a), min(pause_end, b)
+            if high > low:
+                total -= self._elapsed_to(high) - self._elapsed_to(low)
+        return total
+
+    def _add(self, cursor: int, remaining: int, spans: Sequence[tuple[int, int]], due_at: str) -> int:
+        for pause_start, pause_end in spans:
             if pause_end <= cursor:
                 continue
             if pause_start <= cursor:
@@ -199,9 +226,12 @@ class Calendar:
                     break
                 remaining -= available
             cursor = pause_end
-        return from_epoch(self._add_plain(cursor, remaining, due_at or self.due_at))
+        return self._add_plain(cursor, remaining, due_at)
 
     # -- inside -----------------------------------------------------------------------------
+
+    def _epoch_spans(self, pauses: Sequence[Pause]) -> list[tuple[int, int]]:
+        return _epoch_spans(pauses, self.granularity == "minute") if pauses else []
 
     def _start_epoch(self, start: datetime) -> int:
         epoch = to_epoch(start)
@@ -321,5 +351,8 @@ class Calendar:
         return (wall - offset - _EPOCH_NAIVE) // _SECOND
 
 
-def _epoch_spans(pauses: Sequence[Pause]) -> list[tuple[int, int]]:
-    return merge_spans((to_epoch(start), to_epoch(end)) for start, end in pauses)
+def _epoch_spans(pauses: Sequence[Pause], minute: bool = False) -> list[tuple[int, int]]:
+    spans = ((to_epoch(start), to_epoch(end)) for start, end in pauses)
+    if minute:  # whole minutes, as Zammad breaks its pauses ("%H:%M" of each end)
+        spans = ((a - a % 60, b - b % 60) for a, b in spans)
+    return merge_spans(spans)

@@ -20,7 +20,7 @@ from bridge.engine.hours import BUILTIN_CALENDARS
 from bridge.engine.terms import CalendarConfig, CreditsConfig, MatchConfig, PolicyConfig
 from bridge.model import Ticket
 
-__all__ = ["Agreements", "Policy", "build_calendars", "build_policies", "fits", "match_sets", "select_policy"]
+__all__ = ["METRIC_PAUSES", "Agreements", "Policy", "build_calendars", "build_policies", "fits", "match_sets", "select_policy"]
 
 
 class Agreements(Protocol):
@@ -37,7 +37,16 @@ _MATCH_KEYS = ("source", "customer", "priority", "type", "service", "group")
 
 # The evaluator's rules, dated: part of every policy's version, so that when the rules change
 # (a finished clock keeping its priority's goal, 2026-12-02) every stored verdict is judged again.
-RULES = "rules:2026-12-02"
+RULES = "rules:2026-12-02b"
+
+# A metric's own pause statuses where the policy gives it none (Zendesk's definitions): a periodic
+# update is owed whatever the status; the requester waits unless asked to answer; the agent
+# works only while the ticket is new or open. Every other metric pauses on ``pause_when``.
+METRIC_PAUSES: dict[str, frozenset[str]] = {
+    "periodic_update": frozenset(),
+    "requester_wait": frozenset({"waiting_customer"}),
+    "agent_work": frozenset({"waiting_customer", "on_hold", "waiting_third_party"}),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +67,25 @@ class Policy:
     extends: str | None = None
     effective_from: datetime | None = None  # the instants the terms are in force, [from, to)
     effective_to: datetime | None = None
+    kind: str = "sla"
+    team: str | None = None  # an ola's assignment group
+    third_party: str | None = None  # a uc's vendor
+    reset_on: frozenset[str] = frozenset()
+    round_percent: bool = False
+    preset: str | None = None
+
+    agreement: str = "sla"  # which agreement on a ticket these terms are a version of: sla, ola:TEAM, uc:VENDOR
+    dated: bool = False  # in force only between dates
+
+    def __post_init__(self) -> None:
+        scope = {"ola": self.team, "uc": self.third_party}.get(self.kind)
+        object.__setattr__(self, "agreement", f"{self.kind}:{scope}" if scope is not None else "sla")
+        object.__setattr__(self, "dated", self.effective_from is not None or self.effective_to is not None)
+
+    def in_force(self, moment: datetime) -> bool:
+        """Whether these terms are in force at ``moment``."""
+        return (self.effective_from is None or moment >= self.effective_from) and (
+            self.effective_to is None or moment < self.effective_to)
 
     @classmethod
     def from_config(cls, config: PolicyConfig | Mapping[str, Any], calendars: Mapping[str, Calendar]) -> Policy:
@@ -86,19 +114,24 @@ class Policy:
             extends=config.extends,
             effective_from=_midnight(config.effective_from, calendar),
             effective_to=_midnight(config.effective_to, calendar),
+            kind=config.kind,
+            team=config.team,
+            third_party=config.third_party,
+            reset_on=frozenset(config.reset_on),
+            round_percent=config.round_percent,
+            preset=config.preset,
         )
 
     def pauses_for(self, metric: str) -> frozenset[str]:
-        """The statuses that pause ``metric``: its own list where the policy gives one, else ``pause_when``."""
-        return self.pause_by_metric.get(metric, self.pause_when)
+        """The statuses that pause ``metric``: its own list where the policy gives one, else the
+        metric's own default (:data:`METRIC_PAUSES`), else ``pause_when``."""
+        if metric in self.pause_by_metric:
+            return self.pause_by_metric[metric]
+        return METRIC_PAUSES.get(metric, self.pause_when)
 
     def matches(self, ticket: Ticket) -> bool:
         """Whether ``ticket`` fits ``match`` and was created while these terms were in force."""
-        if self.effective_from is not None and ticket.created_at < self.effective_from:
-            return False
-        if self.effective_to is not None and ticket.created_at >= self.effective_to:
-            return False
-        return fits(self.match, ticket)
+        return self.in_force(ticket.created_at) and fits(self.match, ticket)
 
     def target(self, metric: str, priority: str | None) -> int | None:
         """Target seconds for ``metric`` at ``priority``; None where the policy sets none."""
@@ -136,8 +169,9 @@ def build_policies(config: Agreements) -> list[Policy]:
 
 
 def select_policy(policies: Sequence[Policy], ticket: Ticket) -> Policy | None:
-    """The first policy whose ``match`` fits ``ticket``; None when none does."""
+    """The first sla policy whose ``match`` fits ``ticket`` and that was in force when it was
+    created; None when none does."""
     for policy in policies:
-        if policy.matches(ticket):
+        if policy.kind == "sla" and policy.matches(ticket):
             return policy
     return None

@@ -31,10 +31,14 @@ from bridge.engine.durations import format_duration, parse_duration
 from bridge.model import CANONICAL_STATUSES, PRIORITIES
 
 __all__ = [
+    "KINDS",
+    "KIND_METRICS",
     "LONGEST_TARGET",
     "MAX_MONTHLY_FEE",
     "METRICS",
     "NAME_PATTERN",
+    "PRESETS",
+    "RESET_FIELDS",
     "TARGET_YEARS",
     "AvailabilityConfig",
     "BreachTier",
@@ -51,7 +55,13 @@ __all__ = [
     "duration_within",
 ]
 
-METRICS = ("first_response", "next_response", "resolution")
+METRICS = ("first_response", "next_response", "resolution", "periodic_update", "pausable_update", "requester_wait",
+           "agent_work")
+KINDS = ("sla", "ola", "uc")
+# What each kind of agreement may measure: an OLA the team's answer and its holding time while
+# the ticket is assigned to it, an underpinning contract the third party's turnaround.
+KIND_METRICS = {"sla": METRICS, "ola": ("first_response", "resolution"), "uc": ("resolution",)}
+RESET_FIELDS = ("group", "priority")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 
 # A target must be reached within this many years of its calendar's working time. The calendar
@@ -116,6 +126,8 @@ TimeZoneName = Annotated[str, BeforeValidator(_check(hours.parse_timezone))]
 CanonicalStatus = Literal[CANONICAL_STATUSES]  # type: ignore[valid-type]
 Priority = Literal[PRIORITIES]  # type: ignore[valid-type]
 Metric = Literal[METRICS]  # type: ignore[valid-type]
+Kind = Literal[KINDS]  # type: ignore[valid-type]
+ResetField = Literal[RESET_FIELDS]  # type: ignore[valid-type]
 Weekday = Literal[hours.WEEKDAYS]  # type: ignore[valid-type]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 AnyOf = Annotated[list[str], BeforeValidator(_as_list)]
@@ -243,6 +255,14 @@ class PolicyConfig(Section):
     """One ``[[policies]]`` entry; the first policy whose ``match`` fits a ticket applies."""
 
     name: Name
+    # sla: the customer's agreement (one per ticket, carries credits); ola: an internal team's,
+    # running while the ticket is assigned to ``team``; uc: an underpinning contract with
+    # ``third_party``, running while the ticket waits on a third party.
+    kind: Kind = "sla"
+    team: Annotated[str, Field(min_length=1)] | None = None
+    third_party: Annotated[str, Field(min_length=1)] | None = None
+    # The vendor whose defaults this policy starts from (resolved with extends when the file is read).
+    preset: Literal["zendesk", "jsm", "servicenow", "zammad"] | None = None
     # The policy this one was written as a difference to: its keys are taken, this one's win
     # (tables merged key by key, lists replaced). Resolved when the file is read.
     extends: str | None = None
@@ -264,8 +284,32 @@ class PolicyConfig(Section):
     # usual stop condition); "pause" holds it while resolved and lets a reopen run it on to the
     # first reply (Zendesk, Zammad).
     first_response_on_resolve: Literal["stop", "pause"] = "stop"
+    # ServiceNow's reset conditions: when one of these changes, the running first response and
+    # resolution complete there (judged as they stand) and new cycles start at the change.
+    reset_on: list[ResetField] = []
+    # ServiceNow judges the elapsed share of the target rounded to two decimals: 99.995 % shows as
+    # 100.00 % and breaches (with breach_on_equal). Off: the comparison is exact.
+    round_percent: StrictBool = False
     targets: dict[Metric, dict[Priority, Duration]] = Field(min_length=1)
     credits: CreditsConfig | None = None
+
+    @model_validator(mode="after")
+    def _kind_has_its_scope(self) -> PolicyConfig:
+        scope = {"ola": "team", "uc": "third_party"}
+        for kind, key in scope.items():
+            if self.kind == kind and getattr(self, key) is None:
+                raise ValueError(f"a {kind} policy needs {key} (the {'assignment group' if kind == 'ola' else 'third party'} it binds)")
+            if self.kind != kind and getattr(self, key) is not None:
+                raise ValueError(f"{key} is for a {kind} policy (kind = \"{kind}\"); this one is kind = \"{self.kind}\"")
+        allowed = KIND_METRICS[self.kind]
+        for metric in self.targets:
+            if metric not in allowed:
+                raise ValueError(f"targets.{metric}: a {self.kind} policy measures only {', '.join(allowed)}")
+        if self.kind != "sla" and self.credits is not None:
+            raise ValueError(f"credits: only a customer's sla carries service credits, not a {self.kind}")
+        if self.kind != "sla" and self.reset_on:
+            raise ValueError(f"reset_on: an {self.kind}'s cycles already end when its scope ends; reset_on is for an sla")
+        return self
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> PolicyConfig:
@@ -280,6 +324,47 @@ class PolicyConfig(Section):
             if not per_priority:
                 raise ValueError(f"{metric} has no target: give at least one priority, e.g. p1 = \"4h\"")
         return targets
+
+
+# What each vendor's engine does where the settings differ, as a policy's starting point
+# (``preset = "jsm"``); the policy's own keys, and those it extends, win. The sources are in
+# docs/sla-engine.md ("The rules, vendor by vendor"). A calendar's granularity is the calendar's
+# (Zammad counts whole minutes: give its calendar granularity = "minute").
+PRESETS: dict[str, dict[str, Any]] = {
+    # Reply times and total resolution never pause; requester wait pauses on pending, agent work
+    # on pending and on-hold (their own defaults); solved without a reply holds first reply.
+    "zendesk": {
+        "on_reopen": "continue",
+        "first_response_on_resolve": "pause",
+        "pause_when": ["waiting_customer"],
+        "pause_by_metric": {"first_response": [], "next_response": [], "resolution": []},
+        "breach_on_equal": False,
+    },
+    # Each start after a stop is a new cycle; "Waiting for customer" pauses; resolving stops
+    # time to first response.
+    "jsm": {
+        "on_reopen": "new_cycle",
+        "first_response_on_resolve": "stop",
+        "pause_when": ["waiting_customer"],
+        "breach_on_equal": False,
+    },
+    # Breached at 100 % of the duration, the percentage rounded; On Hold (any reason) pauses; a
+    # reopened incident attaches a new SLA.
+    "servicenow": {
+        "on_reopen": "new_cycle",
+        "first_response_on_resolve": "stop",
+        "pause_when": ["waiting_customer", "on_hold", "waiting_third_party"],
+        "breach_on_equal": True,
+        "round_percent": True,
+    },
+    # Pending states and closed ignore escalation; first response runs on after a reopen.
+    "zammad": {
+        "on_reopen": "continue",
+        "first_response_on_resolve": "pause",
+        "pause_when": ["waiting_customer", "on_hold"],
+        "breach_on_equal": False,
+    },
+}
 
 
 def brief_errors(error: ValidationError) -> str:

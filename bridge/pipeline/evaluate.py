@@ -23,6 +23,7 @@ from bridge.edges.store import Store, clock_row
 from bridge.engine.credits import breach_credit_percent
 from bridge.engine.evaluator import Clock, evaluate_ticket
 from bridge.engine.policy import Policy
+from bridge.engine.terms import CreditsConfig
 from bridge.model import from_iso, to_iso
 from bridge.pipeline.faults import crash_point
 from bridge.pipeline.report import SourceStats
@@ -48,15 +49,12 @@ def evaluate_source(store: Store, source: str, policies: Sequence[Policy], *, no
     for chunk in store.ticket_id_chunks(source, pulled_after_run=since):
         with store.atomic():
             for ticket, events in store.load(chunk):
-                clocks: list[Clock]
-                policy: Policy | None
-                if horizon is not None and ticket.created_at < horizon:
-                    policy, clocks = None, []
-                else:
-                    policy, clocks = evaluate_ticket(ticket, events, policies, as_of)
+                judged: list[tuple[Policy, list[Clock]]] = []
+                if horizon is None or ticket.created_at >= horizon:
+                    judged = evaluate_ticket(ticket, events, policies, as_of)
+                clocks = [clock for _, terms in judged for clock in terms]
                 stats.clocks_changed += store.replace_clocks(ticket.id, [clock_row(c, evaluated_at) for c in clocks])
-                credited = policy is not None and policy.credits is not None
-                _record_breach_credits(store, ticket.id, ticket.customer, policy if credited else None, clocks, as_of)
+                _record_breach_credits(store, ticket.id, ticket.customer, judged, as_of)
                 stats.tickets_evaluated += 1
     crash_point("evaluate:done")
     with store.atomic():
@@ -65,13 +63,23 @@ def evaluate_source(store: Store, source: str, policies: Sequence[Policy], *, no
         store.set_mark(f"evaluated_at:{source}", evaluated_at)
 
 
-def _record_breach_credits(store: Store, ticket_id: str, customer: str | None, policy: Policy | None,
-                           clocks: list[Clock], now: datetime) -> None:
-    """The ticket's breach credits: one per breached clock, none for a clock no longer breached."""
+def _record_breach_credits(store: Store, ticket_id: str, customer: str | None,
+                           judged: Sequence[tuple[Policy, list[Clock]]], now: datetime) -> None:
+    """The ticket's breach credits: one per breached sla clock under terms with credits, none for
+    a clock no longer breached."""
     kept: list[str] = []
-    terms = policy.credits if policy is not None else None
+    for policy, clocks in judged:
+        terms = policy.credits
+        if terms is None or policy.kind != "sla":
+            continue
+        _credit_breaches(store, customer, policy, terms, clocks, kept, now)
+    store.forget_breach_credits(ticket_id, kept)
+
+
+def _credit_breaches(store: Store, customer: str | None, policy: Policy, terms: CreditsConfig, clocks: list[Clock],
+                     kept: list[str], now: datetime) -> None:
     for clock in clocks:
-        if terms is None or policy is None or not clock.breached:
+        if not clock.breached:
             continue
         percent = breach_credit_percent(terms.per_breach, clock)
         credit_id = f"breach:{clock.ticket_id}:{clock.metric}:{clock.cycle}"
@@ -82,4 +90,3 @@ def _record_breach_credits(store: Store, ticket_id: str, customer: str | None, p
             "policy": policy.name, "percent": percent, "amount": round(terms.monthly_fee * percent / 100, 2),
             "currency": terms.currency, "reason": f"missed by {clock.overrun_seconds}s", "computed_at": to_iso(now),
         })
-    store.forget_breach_credits(ticket_id, kept)
