@@ -23,13 +23,15 @@ SLA metrics (each clock is one metric x cycle):
   reopen, as JSM does.
 - ``periodic_update`` / ``pausable_update``: from each public agent reply until the next one (or
   until resolved): the agent owes an update every so often (Zendesk; Zammad's update time from
-  the agent's last contact). The periodic one never pauses, the pausable one on ``pause_when``.
+  the agent's last contact). The periodic one never pauses, the pausable one on waiting for the
+  customer (Zendesk's Pending; on-hold keeps counting).
 - ``requester_wait`` / ``agent_work``: creation to resolved, summed across reopens, paused on
   waiting for the customer (requester wait) or on any waiting or hold status (agent work).
 
 ``reset_on`` (ServiceNow's reset condition): a change of the ticket's group or priority while the
 first response or resolution runs completes that cycle there, judged as it stands at the priority
-it had, and starts a new cycle at the change.
+it had (``reset_action = "cancel"``: voided instead, ServiceNow's default action), and starts a new
+cycle at the change.
 
 A clock is paused while the ticket is in one of the metric's pause statuses
 (``Policy.pauses_for``); a clock that starts in such a status starts paused. A running clock's
@@ -316,6 +318,8 @@ class _Builder:
         clock = _clock(policy, ticket.id, metric, cycle, target, start, stop, timeline.now,
                        [*timeline.pauses(statuses), *extra], running_paused)
         clock.started_by, clock.stopped_by = started_by, stopped_by if stop is not None else ""
+        if reset and policy.reset_action == "cancel":
+            _void(clock)  # ServiceNow's reset action "cancel": the cycle counts for nothing
         if policy.kind == "sla":
             clock.attribution = _attribution(timeline, policy, clock)
         self.clocks.append(clock)

@@ -44,6 +44,7 @@ RULES = "rules:2026-12-02b"
 # works only while the ticket is new or open. Every other metric pauses on ``pause_when``.
 METRIC_PAUSES: dict[str, frozenset[str]] = {
     "periodic_update": frozenset(),
+    "pausable_update": frozenset({"waiting_customer"}),  # Pending only: on-hold keeps counting
     "requester_wait": frozenset({"waiting_customer"}),
     "agent_work": frozenset({"waiting_customer", "on_hold", "waiting_third_party"}),
 }
@@ -71,6 +72,7 @@ class Policy:
     team: str | None = None  # an ola's assignment group
     third_party: str | None = None  # a uc's vendor
     reset_on: frozenset[str] = frozenset()
+    reset_action: str = "complete"
     round_percent: bool = False
     preset: str | None = None
 
@@ -118,6 +120,7 @@ class Policy:
             team=config.team,
             third_party=config.third_party,
             reset_on=frozenset(config.reset_on),
+            reset_action=config.reset_action,
             round_percent=config.round_percent,
             preset=config.preset,
         )

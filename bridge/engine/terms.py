@@ -287,6 +287,10 @@ class PolicyConfig(Section):
     # ServiceNow's reset conditions: when one of these changes, the running first response and
     # resolution complete there (judged as they stand) and new cycles start at the change.
     reset_on: list[ResetField] = []
+    # What a reset does to the running cycle: "complete" judges it as it stands at the change (a
+    # breach before the reset stays a breach: the default, fair to the customer); "cancel" voids it,
+    # as ServiceNow's reset action does by default.
+    reset_action: Literal["complete", "cancel"] = "complete"
     # ServiceNow judges the elapsed share of the target rounded to two decimals: 99.995 % shows as
     # 100.00 % and breaches (with breach_on_equal). Off: the comparison is exact.
     round_percent: StrictBool = False
@@ -356,6 +360,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pause_when": ["waiting_customer", "on_hold", "waiting_third_party"],
         "breach_on_equal": True,
         "round_percent": True,
+        "reset_action": "cancel",
     },
     # Pending states and closed ignore escalation; first response runs on after a reopen.
     "zammad": {
