@@ -15,9 +15,14 @@ Requests, cheapest route first (BEHAVIOR.md has the figures and the reasons):
   shortened (the limit applies before them) is not the end; an empty one whose ``Link`` header
   still names a next page is followed by that offset;
 - history: ``sys_audit`` rows of a page's records, 100 records a request, for state, hold
-  reason, priority, comments (public) and work notes (internal): so the customer's and the
-  agent's replies are told apart from work notes, and sla-bridge's own work notes, pulled back
-  after each write, move no clock.
+  reason, priority, comments (public), work notes (internal) and the ``group`` role's column
+  (``assignment_group``): so the customer's and the agent's replies are told apart from work
+  notes, sla-bridge's own work notes, pulled back after each write, move no clock, and the
+  assignment-group history (OLAs) is there;
+- group names: sys_audit holds a reference's sys_ids. Each record names its own group (the
+  column and its dot-walk, ``assignment_group`` and ``assignment_group.name``); the ids in the
+  history that no record read this run named are looked up, one ``sys_user_group`` request for
+  a page's new ones (``sys_idIN...``, 100 ids a request), and no id is asked for twice a run.
 
 Write-back: the status field and, on breach, ``work_notes`` (internal), 25 records per Batch API
 request (``POST /api/now/v1/batch``), each item a ``PATCH /api/now/table/{table}/{sys_id}``.
@@ -40,7 +45,7 @@ import httpx
 
 from bridge.edges.credentials import Secret
 from bridge.edges.http import SourceClient
-from bridge.errors import AuthenticationFailed, BadRequest, PaginationError
+from bridge.errors import AuthenticationFailed, BadRequest, NotFound, PaginationError, PermissionDenied
 from bridge.framework import (
     ClientCredentials,
     Connector,
@@ -80,6 +85,9 @@ AUDIT_PAGE = 1000
 BATCH_SIZE = 25  # PATCHes per Batch API request, inside its 30 s timeout
 OVERLAP = timedelta(minutes=2)  # re-read before the watermark: a long transaction commits its sys_updated_on late
 AGENT_ROLES = ("itil", "sn_customerservice_agent")
+# The table a reference column points at, where the base system fixes it (task's dictionary); any other
+# column the ``group`` role dot-walks through is looked up in sys_dictionary, once a run.
+REFERENCE_TABLES = {"assignment_group": "sys_user_group"}
 CUSTOMER_FACING = "comments"  # the journal the customer sees: sla-bridge never writes it
 INTERNAL_JOURNAL = "work_notes"
 BASE_FIELDS = ("sys_id", "number", "short_description", "state", "hold_reason", "priority", "opened_at", "sys_created_on",
@@ -138,6 +146,9 @@ class ServiceNowConnector(Connector):
         self.table = config.table
         self._choices: Choices | None = None
         self._agents: set[str] | None = None
+        self._group_table: str | None = None  # where the group ids are named (None: nowhere)
+        self._group_table_known = False
+        self._groups_asked: set[str] = set()  # ids looked up this run, named or not
         self.records = self._records(Choices([]))
 
     @classmethod
@@ -160,12 +171,54 @@ class ServiceNowConnector(Connector):
                 "sysparm_fields": "name,element,value,label,sequence,dependent_value", "sysparm_limit": 1000})
             rows = [row for data in paginate(self.http, request, NextUrlPaginator(rel="next")) for row in _result(data)]
             self._choices = Choices(rows)
+            named = self.records.group_names
             self.records = self._records(self._choices)
+            self.records.group_names.update(named)
         return self._choices
 
     def _records(self, choices: Choices) -> ServiceNowRecords:
         return ServiceNowRecords(self.name, self.config.url, self.table, self.values, self.fields, choices,
                                  status_field=self.sn.writeback.status_field)
+
+    def name_groups(self, audit_rows: Sequence[Any]) -> None:
+        """Names for the group ids in ``audit_rows`` that no record read this run named: one request
+        per 100 new ids to the group's table (``sys_user_group``), never the same id twice a run. An
+        id the table does not hold (a deleted group) stays unnamed: its event keeps the sys_id."""
+        wanted = [sys_id for sys_id in self.records.unnamed_groups(audit_rows) if sys_id not in self._groups_asked]
+        if not wanted:
+            return
+        self._groups_asked.update(wanted)
+        table, field = self.group_table(), self.records.group_name_field
+        if table is None or field is None:
+            return
+        for offset in range(0, len(wanted), AUDIT_IDS):
+            chunk = wanted[offset : offset + AUDIT_IDS]
+            try:
+                rows = _result(self.http.get_json(f"/api/now/table/{table}", params={
+                    "sysparm_query": f"sys_idIN{','.join(chunk)}", "sysparm_fields": f"sys_id,{field}",
+                    "sysparm_limit": len(chunk), "sysparm_no_count": "true"}))
+            except (PermissionDenied, NotFound) as error:
+                log.warning("%s: %s is not readable (%s): group history keeps the sys_ids of groups no record names",
+                            self.name, table, error)
+                return
+            for row in rows:
+                if isinstance(row, dict) and isinstance(row.get("sys_id"), str) and isinstance(row.get(field), str) and row[field]:
+                    self.records.group_names.setdefault(row["sys_id"], row[field])
+
+    def group_table(self) -> str | None:
+        """The table the ``group`` role's reference points at: ``sys_user_group`` for
+        ``assignment_group``, else what sys_dictionary says (the table's row over task's), once a run."""
+        if not self._group_table_known:
+            column = self.records.group_reference_field
+            table = REFERENCE_TABLES.get(column) if column else None
+            if column and table is None:
+                rows = _result(self.http.get_json("/api/now/table/sys_dictionary", params={
+                    "sysparm_query": f"nameIN{self.table},task^element={column}", "sysparm_fields": "name,element,reference",
+                    "sysparm_limit": 5}))
+                own = sorted((row for row in rows if isinstance(row, dict)), key=lambda row: row.get("name") != self.table)
+                table = next((str(row["reference"]) for row in own if isinstance(row.get("reference"), str) and row["reference"]), None)
+            self._group_table, self._group_table_known = table, True
+        return self._group_table
 
     def agents(self) -> set[str]:
         """User names of the agents (``itil``, ``sn_customerservice_agent``), observed into the roster."""
@@ -252,6 +305,8 @@ class ServiceNowConnector(Connector):
         # the caller's user name too (dot-walked): sys_audit names users by user name, and a caller's
         # own comments are the customer's even where the caller is an agent as well
         wanted = [*BASE_FIELDS, self.records.caller_field, self.records.caller_user_field, *self.fields.values()]
+        if self.records.group_reference_field:  # the group's sys_id with its name: sys_audit names groups by sys_id
+            wanted.append(self.records.group_reference_field)
         status_field = self.sn.writeback.status_field
         if status_field:
             wanted.append(status_field)
@@ -302,10 +357,14 @@ class ServiceNowConnector(Connector):
         """The sys_audit rows of a page's records, 100 records a request, as their events."""
         rows: dict[str, list[Any]] = {ticket.external_id: [] for ticket in tickets}
         ids = list(rows)
+        fields = ",".join(self.records.history_fields)
+        # Not the group column's insert rows (checkpoint 0): the group a record was created in is no change, and
+        # one such row a record would push most requests' rows past a page (an OR binds tighter than an AND)
+        inserts = f"^record_checkpoint!=0^ORfieldnameIN{','.join(HISTORY_FIELDS)}" if fields != ",".join(HISTORY_FIELDS) else ""
         for offset in range(0, len(ids), AUDIT_IDS):
             chunk = ids[offset : offset + AUDIT_IDS]
             request = Request("/api/now/table/sys_audit", {
-                "sysparm_query": f"tablename={self.table}^documentkeyIN{','.join(chunk)}^fieldnameIN{','.join(HISTORY_FIELDS)}"
+                "sysparm_query": f"tablename={self.table}^documentkeyIN{','.join(chunk)}^fieldnameIN{fields}{inserts}"
                                  "^ORDERBYsys_created_on^ORDERBYsys_id",
                 "sysparm_fields": "sys_id,documentkey,fieldname,oldvalue,newvalue,user,sys_created_on,record_checkpoint",
                 "sysparm_limit": AUDIT_PAGE, "sysparm_no_count": "true"})  # no count(*) over sys_audit, the largest table
@@ -320,6 +379,7 @@ class ServiceNowConnector(Connector):
             raise BadRequest(f"sys_audit showed no history for any of {len(rows)} {self.table} records: the account needs the "
                              f"audit_viewer role (sources.{self.name}.auth), or the table's auditing is off; without it no status "
                              "change, reply or work note can be read. Nothing of this page was kept", source=self.name)
+        self.name_groups([row for found in rows.values() for row in found])
         for sys_id, found in rows.items():
             try:
                 yield from self.records.events(sys_id, found, self.roster, caller_user=None, own_user=self.sn.auth.username)

@@ -16,6 +16,10 @@ What is handled here (see ../shared/reference/servicenow-api.md, sections 2.4-2.
   incident_state only mirrors state). Comments (customer-visible) are replies; work notes
   (internal) never move a clock, and only sla-bridge's markers in them are kept, as ``note``
   events, so the bridge's own notes pulled back change nothing.
+- The column the ``group`` role maps onto (``assignment_group`` of ``assignment_group.name``) is
+  read from sys_audit too, as ``group`` events. A reference's audit rows hold sys_ids: they are
+  named as the record's dot-walk names them (:attr:`ServiceNowRecords.group_names`, learned from
+  the records and from the connector's look-up); an id no one could name keeps its sys_id.
 
 Anything malformed raises ``ValueError`` naming the record: the pull loop quarantines it.
 """
@@ -158,6 +162,12 @@ class ServiceNowRecords:
     (sys_id -> display name) turns a reference's sys_id into a name where the connector resolved
     it; otherwise the sys_id is kept. ``status_field`` is the write-back column, kept in
     ``Ticket.fields`` with the ``u_`` columns so the core can read back what it wrote.
+
+    The ``group`` role's column (the reference a dot-walk goes through) is read from sys_audit as
+    well (:attr:`history_fields`). Its audit rows hold what the column holds: for a dot-walk, the
+    referenced record's sys_id, named by :attr:`group_names` (sys_id -> the dot-walked text), which
+    :meth:`ticket` fills from every record that carries the column with its dot-walk and the
+    connector from its look-up of the ids no record named (:meth:`unnamed_groups`).
     """
 
     def __init__(self, source: str, base_url: str, table: str, values: ValueMapper, fields: Mapping[str, str],
@@ -174,6 +184,12 @@ class ServiceNowRecords:
         # The caller's user name by record, where the record carries the dot-walk
         # (``caller_id.user_name``): sys_audit names users by user name, the record by sys_id.
         self.callers: dict[str, str] = {}
+        group = fields.get("group")
+        column, _, walked = group.partition(".") if group else ("", "", "")
+        self.group_column: str | None = column or None  # the column whose changes are group events
+        self.group_name_field: str | None = walked or None  # the referenced record's field that names it
+        self.group_names: dict[str, str] = {}  # the group column's sys_id -> the dot-walked name
+        self.history_fields = HISTORY_FIELDS + ((column,) if column and column not in HISTORY_FIELDS else ())
 
     # -- records ----------------------------------------------------------------------------
 
@@ -212,6 +228,10 @@ class ServiceNowRecords:
         caller_user = text.get(self.caller_user_field)
         if caller_user is not None:
             self.callers[sys_id] = caller_user
+        if self.group_column and self.group_name_field:
+            reference, walked = text.get(self.group_column), text.get(f"{self.group_column}.{self.group_name_field}")
+            if reference is not None and walked is not None:
+                self.group_names[reference] = walked  # its name now, as every record's group reads it
         return [Ticket(
             source=self.source,
             system="servicenow",
@@ -242,6 +262,32 @@ class ServiceNowRecords:
         """The dot-walk that gives the caller's user name (``caller_id.user_name``): ask for it in
         ``sysparm_fields`` so that :meth:`events` knows the caller's own comments."""
         return f"{self.caller_field}.user_name"
+
+    @property
+    def group_reference_field(self) -> str | None:
+        """The reference column under the ``group`` role's dot-walk (``assignment_group``), if it is
+        one: ask for it in ``sysparm_fields`` with the dot-walk, so each record names its group's sys_id."""
+        return self.group_column if self.group_name_field else None
+
+    def unnamed_groups(self, audit_rows: Iterable[Any]) -> list[str]:
+        """The sys_ids in the group column's audit rows that :attr:`group_names` does not name yet,
+        in sorted order (rows that are not sys_audit rows are left to :meth:`events` to refuse)."""
+        if not self.group_name_field:
+            return []  # the column itself is the name: nothing to look up
+        found: set[str] = set()
+        for row in audit_rows:
+            if isinstance(row, Mapping) and row.get("fieldname") == self.group_column:
+                found.update(value for value in (row.get("oldvalue"), row.get("newvalue"))
+                             if isinstance(value, str) and _SYS_ID.fullmatch(value) and value not in self.group_names)
+        return sorted(found)
+
+    def group_name(self, value: str) -> str | None:
+        """The group an audit row's value names, as :meth:`ticket` gives ``Ticket.group`` for it (an id
+        no record or look-up named: the sys_id itself)."""
+        if not value:
+            return None
+        text = self.group_names.get(value, value) if self.group_name_field else value
+        return self.names.get(text, text)
 
     def _role(self, role: str, text: _Fields) -> str | None:
         spec = self.fields.get(role)
@@ -289,7 +335,9 @@ class ServiceNowRecords:
         comments as replies (an agent's iff ``roster`` says the user was an agent when they wrote
         it; ``caller_user``'s are always the customer's, even where the caller is an agent too;
         ``own_user``'s and the instance's own automation's are no one's), and the sla-bridge
-        markers in work notes as ``note`` events. Users are user names, as sys_audit gives them;
+        markers in work notes as ``note`` events, and changes of the ``group`` role's column as
+        ``group`` events (not the insert's row: the ticket's group is where it starts). Users are
+        user names, as sys_audit gives them;
         ``caller_user=None`` takes the caller's from the record as :meth:`ticket` read it, if it
         carried :attr:`caller_user_field`.
         """
@@ -298,7 +346,7 @@ class ServiceNowRecords:
         name = f"{self.table} record {sys_id}"
         if not isinstance(audit_rows, list | tuple):
             raise ValueError(f"{name}: the sys_audit rows are {type(audit_rows).__name__}, not a list")
-        rows = [_AuditRow.read(row, name, sys_id) for row in audit_rows]
+        rows = [_AuditRow.read(row, name, sys_id, self.history_fields) for row in audit_rows]
         caller_user = caller_user if caller_user is not None else self.callers.get(sys_id)
         ticket_id = f"{self.source}:{sys_id}"
         result: list[TicketEvent] = []
@@ -306,7 +354,10 @@ class ServiceNowRecords:
         for update in _updates(rows):
             # status, priority, replies, notes: one update's events in one order whatever its rows' sys_ids
             result.extend(self._status_change(ticket_id, [row for row in update if row.field in current], current))
-            for row in sorted(update, key=lambda row: (HISTORY_FIELDS.index(row.field) if row.field else 9, row.sys_id)):
+            order = self.history_fields
+            for row in sorted(update, key=lambda row: (order.index(row.field) if row.field else len(order), row.sys_id)):
+                if row.field and row.field == self.group_column:
+                    result.extend(self._group_change(ticket_id, row))
                 if row.field == "priority":
                     result.append(self._priority_change(ticket_id, row))
                 elif row.field == "comments":
@@ -341,6 +392,14 @@ class ServiceNowRecords:
         return TicketEvent(ticket_id, f"p{row.sys_id}", "priority", row.at, from_value=self.values.priority(old) if old else None,
                            to_value=self.values.priority(new) if new else None, author=row.user)
 
+    def _group_change(self, ticket_id: str, row: _AuditRow) -> list[TicketEvent]:
+        if row.insert and not row.old:
+            return []  # the insert: the group it was created in is no change (the first change's old value says it)
+        old, new = self.group_name(row.old), self.group_name(row.new)
+        if old == new:
+            return []
+        return [TicketEvent(ticket_id, f"g{row.sys_id}", "group", row.at, from_value=old, to_value=new, author=row.user)]
+
     def _reply(self, ticket_id: str, row: _AuditRow, roster: AgentRoster, caller_user: str | None,
                own_user: str | None) -> list[TicketEvent]:
         if row.user is not None and (row.user == own_user or row.user in _AUTOMATION_USERS):
@@ -362,14 +421,16 @@ def _first(update: list[_AuditRow], field: str) -> _AuditRow | None:
     return next((row for row in update if row.field == field), None)
 
 
-HISTORY_FIELDS = ("state", "hold_reason", "priority", "comments", "work_notes")  # what sys_audit is asked for
+# What sys_audit is asked for (and the ``group`` role's column, per source: ServiceNowRecords.history_fields)
+HISTORY_FIELDS = ("state", "hold_reason", "priority", "comments", "work_notes")
 
 
 class _AuditRow:
     """One sys_audit row, checked: ``order`` sorts a record's rows into time order, ``update``
-    groups the rows one update wrote (same time, same checkpoint)."""
+    groups the rows one update wrote (same time, same checkpoint); ``insert``: a row the record's
+    insert wrote (checkpoint 0: no update has a sys_mod_count of 0)."""
 
-    __slots__ = ("at", "field", "new", "old", "order", "sys_id", "update", "user")
+    __slots__ = ("at", "field", "insert", "new", "old", "order", "sys_id", "update", "user")
 
     def __init__(self, sys_id: str, field: str, old: str, new: str, user: str | None, at: datetime, checkpoint: str) -> None:
         self.sys_id, self.field, self.old, self.new, self.user, self.at = sys_id, field, old, new, user, at
@@ -378,9 +439,10 @@ class _AuditRow:
         # One update's rows share a checkpoint even where their times straddle a second; without one, the time says
         self.update = (EPOCH, number, checkpoint) if checkpoint else (at, number, checkpoint)
         self.order = (at, number, checkpoint, sys_id)
+        self.insert = checkpoint == "0"
 
     @classmethod
-    def read(cls, raw: Any, name: str, document: str) -> _AuditRow:
+    def read(cls, raw: Any, name: str, document: str, fields: tuple[str, ...] = HISTORY_FIELDS) -> _AuditRow:
         if not isinstance(raw, Mapping):
             raise ValueError(f"{name}: a sys_audit row is {raw!r:.80}, not an object")
         sys_id = raw.get("sys_id")
@@ -398,7 +460,7 @@ class _AuditRow:
         old, new = text.get("oldvalue") or "", text.get("newvalue") or ""
         if field in ("comments", "work_notes") and old not in ("", JOURNAL_ADDITION):
             raise ValueError(f"{where}: a {field} row whose oldvalue is {old[:80]!r}, not {JOURNAL_ADDITION!r}")
-        return cls(sys_id, field if field in HISTORY_FIELDS else "", old, new, text.get("user"), at,
+        return cls(sys_id, field if field in fields else "", old, new, text.get("user"), at,
                    text.get("record_checkpoint") or "")
 
 

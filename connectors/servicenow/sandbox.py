@@ -77,13 +77,15 @@ The story (:mod:`connectors.kit.story`) told in ServiceNow's words: incidents ``
 with deterministic 32-hex sys_ids (:meth:`ServiceNowSandbox.external_id`), customers as
 ``core_company`` rows, requesters as callers, the story's agents as ``itil`` users, its groups
 as ``sys_user_group`` rows, p1..p4 from impact and urgency, public comments as ``comments``,
-internal notes as ``work_notes``, waiting for the customer as On Hold / Awaiting Caller. The
+internal notes as ``work_notes``, waiting for the customer as On Hold / Awaiting Caller, a
+handoff as an update of ``assignment_group`` (audited with the groups' sys_ids, old and new, as
+sys_audit keeps references; the reassignment count goes up with it). The
 "Autoclose Incidents" job closes incidents resolved more than 7 days before, once a day at
 03:00:00 UTC, and an admin's bulk list edit changes 40 records' category in one second: many
 records share one ``sys_updated_on`` second. Deleted tickets are gone (404, absent from lists;
 their audit rows stay).
 
-Hooks for tests: ``customer_replies``, ``agent_replies``, ``agent_edits``, ``noted``,
+Hooks for tests: ``customer_replies``, ``agent_replies``, ``agent_edits``, ``hand_off``, ``delete_group``, ``noted``,
 ``malform``, ``unknown_value``, ``busy_ticket`` (None, see there), ``long_history``,
 ``downgrade``, ``hide``, ``refuse``, ``batch_timeout``, ``semaphores_exhausted``;
 ``comments_by`` and ``api_journal`` show what was made customer-visible.
@@ -105,7 +107,9 @@ rate-limit windows are clock hours, every version of a route is one resource, an
 items count against no rule but the batch's own; the semaphore 429's body; an OAuth error's
 body (``{"error": "server_error", "error_description": "access_denied"}``); sys_dictionary's
 ``internal_type`` and ``reference`` as plain names; a resolved incident stays ``active``
-until closed; the task family's Closed Skipped is 7; sc_req_item items do not auto-close.
+until closed; the task family's Closed Skipped is 7; sc_req_item items do not auto-close; a change of
+``assignment_group`` alone raises ``reassignment_count`` (one of ``assigned_to`` does not); a deleted
+group's sys_id stays in the records and audit rows that held it, and dot-walks through it read ``""``.
 """
 
 from __future__ import annotations
@@ -739,6 +743,8 @@ class ServiceNowSandbox(SandboxServer):
             changes["comments" if step.public else "work_notes"] = text
         if step.status:
             changes.update(self._state_change(row, step.status))
+        if step.group is not None:
+            changes["assignment_group"] = self.groups[step.group]
         self._update(sys_id, changes, author, moment)
 
     def _state_change(self, row: Row, status: str) -> dict[str, str]:
@@ -802,7 +808,10 @@ class ServiceNowSandbox(SandboxServer):
         self.hidden.discard(sys_id)
 
     def _rules(self, row: Row, changes: dict[str, str], user: str, stamp: str) -> dict[str, str]:
-        """What the instance's business rules add to a change of state."""
+        """What the instance's business rules add to a change of state or of assignment group."""
+        group = changes.get("assignment_group")
+        if group is not None and group != row["assignment_group"]:
+            changes = {**changes, "reassignment_count": str(int(row["reassignment_count"] or 0) + 1)}
         state = changes.get("state")
         if state is None or state == row["state"]:
             return changes
@@ -919,6 +928,29 @@ class ServiceNowSandbox(SandboxServer):
             row = self._record(number)
             text = short_description if short_description is not None else f"{row['short_description']} (edited)"
             self._update(row["sys_id"], {"short_description": text}, AGENT_NAMES[1], at or self.now())
+
+    def hand_off(self, number: int, group: str, at: datetime | None = None) -> str:
+        """An agent hands record ``number`` to the group named ``group`` (a new ``sys_user_group``
+        row where none has that name); returns the group's sys_id."""
+        with self._lock:
+            row = self._record(number)
+            groups = self.tables["sys_user_group"]
+            sys_id = next((g["sys_id"] for g in groups.ordered() if g["name"] == group), None)
+            if sys_id is None:
+                sys_id = self._guid("group", group)
+                stamp = self.stamp(self.anchor - timedelta(days=30))
+                groups.add({"sys_id": sys_id, "name": group, "description": f"{group} team", "active": "true", "sys_created_on": stamp,
+                            "sys_updated_on": stamp, "sys_created_by": ADMIN, "sys_updated_by": ADMIN, "sys_mod_count": "0"})
+            agent = self._user_name(row["assigned_to"]) if row["assigned_to"] else AGENT_NAMES[0]
+            self._update(row["sys_id"], {"assignment_group": sys_id}, agent, at or self.now())
+            return sys_id
+
+    def delete_group(self, group: str) -> None:
+        """An admin deletes the group named ``group``: records and audit rows keep its sys_id."""
+        with self._lock:
+            groups = self.tables["sys_user_group"]
+            for row in [g for g in groups.ordered() if g["name"] == group]:
+                groups.remove(row["sys_id"])
 
     def noted(self, number: int, marker: str, at: datetime | None = None) -> None:
         """A work note by the integration user carrying ``marker`` (posted before this pull, by a

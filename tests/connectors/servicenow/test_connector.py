@@ -327,3 +327,81 @@ def test_an_access_token_the_instance_expired_mid_run_is_refreshed_and_the_pull_
     rest = list(walk)
     assert len({t.external_id for p in [first, *rest] for t in p.tickets}) == len(box.tables["incident"].rows)
     assert box.count("/oauth_token.do") == 2 and 401 in box.statuses
+
+
+# -- assignment-group history -------------------------------------------------------------------
+
+DESK, NETWORK, GONE = "a" * 31 + "1", "a" * 31 + "2", "a" * 31 + "3"
+
+
+def group_row(n: int, key: str, old: str, new: str, at: str, checkpoint: str) -> dict[str, str]:
+    return {"sys_id": f"{n:032x}"[::-1], "documentkey": key, "fieldname": "assignment_group", "oldvalue": old, "newvalue": new,
+            "user": "ann.agent", "sys_created_on": at, "record_checkpoint": checkpoint}
+
+
+@respx.mock
+def test_group_ids_no_record_names_are_looked_up_once_a_run_and_a_deleted_one_keeps_its_sys_id(connector: ServiceNowConnector) -> None:
+    """sys_audit names groups by sys_id (reference §3.1). The records name the groups they are in
+    now; the rest (a group a ticket passed through, a deleted one) take one sys_user_group request
+    for a page's new ids, and an id asked for once is not asked for again in the run."""
+    look_ups()
+    history = {
+        sys_id(1): [group_row(1, sys_id(1), "", DESK, "2026-10-01 09:00:00", "0"),  # the insert
+                    group_row(2, sys_id(1), DESK, NETWORK, "2026-10-01 09:20:00", "1"),
+                    group_row(3, sys_id(1), NETWORK, DESK, "2026-10-01 09:40:00", "2")],
+        sys_id(2): [group_row(4, sys_id(2), DESK, GONE, "2026-10-01 09:30:00", "1")],
+        sys_id(3): [group_row(5, sys_id(3), GONE, DESK, "2026-10-01 10:30:00", "2")],
+    }
+    audit = respx.get(AUDIT).mock(side_effect=lambda request: httpx.Response(200, json={"result": [
+        row for key in query_of(request).split("documentkeyIN")[1].split("^")[0].split(",") for row in history[key]]}))
+    groups = respx.get(f"{URL}/api/now/table/sys_user_group").mock(return_value=httpx.Response(200, json={"result": [
+        {"sys_id": NETWORK, "name": "Network"}]}))  # GONE was deleted: the table no longer holds it
+    desk = {"assignment_group": DESK, "assignment_group.name": "Service Desk"}
+    route = respx.get(RECORDS).mock(side_effect=[
+        httpx.Response(200, json={"result": [record(1, "2026-10-01 10:00:00", **desk), record(2, "2026-10-01 10:00:01", **desk)]}),
+        httpx.Response(200, json={"result": [record(3, "2026-10-01 11:00:00", **desk)]}),
+        httpx.Response(200, json={"result": []})])
+    events = {(e.ticket_id, e.from_value, e.to_value, e.author) for p in pages(connector, now=NOW) for e in p.events if e.kind == "group"}
+    assert events == {(f"sn:{sys_id(1)}", "Service Desk", "Network", "ann.agent"), (f"sn:{sys_id(1)}", "Network", "Service Desk", "ann.agent"),
+                      (f"sn:{sys_id(2)}", "Service Desk", GONE, "ann.agent"), (f"sn:{sys_id(3)}", GONE, "Service Desk", "ann.agent")}
+    assert len(groups.calls) == 1  # the second page's GONE was asked for on the first
+    asked = parse_qs(urlsplit(str(groups.calls[0].request.url)).query)
+    assert asked["sysparm_query"] == [f"sys_idIN{NETWORK},{GONE}"] and asked["sysparm_fields"] == ["sys_id,name"]
+    fields = parse_qs(urlsplit(str(route.calls[0].request.url)).query)["sysparm_fields"][0].split(",")
+    assert {"assignment_group", "assignment_group.name"} <= set(fields)  # each record names its group's sys_id
+    # The group column's rows are asked for too, but not its insert rows (checkpoint 0): no change, and a row a record more
+    assert query(audit.calls[0]).endswith("^fieldnameINstate,hold_reason,priority,comments,work_notes,assignment_group"
+                                          "^record_checkpoint!=0^ORfieldnameINstate,hold_reason,priority,comments,work_notes"
+                                          "^ORDERBYsys_created_on^ORDERBYsys_id")
+
+
+@respx.mock
+def test_a_group_role_through_another_reference_names_its_ids_from_the_table_the_dictionary_names(
+        monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> None:
+    connector = make(monkeypatch, sleeps, fields={"group": "u_team.u_label"})
+    look_ups(audit=[{**group_row(1, sys_id(1), DESK, NETWORK, "2026-10-01 09:20:00", "1"), "fieldname": "u_team"}])
+    dictionary = respx.get(f"{URL}/api/now/table/sys_dictionary").mock(return_value=httpx.Response(200, json={"result": [
+        {"name": "task", "element": "u_team", "reference": "u_task_team"}]}))
+    teams = respx.get(f"{URL}/api/now/table/u_task_team").mock(return_value=httpx.Response(200, json={"result": [
+        {"sys_id": NETWORK, "u_label": "Network"}]}))
+    respx.get(RECORDS).mock(side_effect=[
+        httpx.Response(200, json={"result": [record(1, "2026-10-01 10:00:00", u_team=NETWORK, **{"u_team.u_label": "Network"})]}),
+        httpx.Response(200, json={"result": []})])
+    found = [p for p in pages(connector, now=NOW)]
+    assert [t.group for p in found for t in p.tickets] == ["Network"]
+    assert [(e.from_value, e.to_value) for p in found for e in p.events if e.kind == "group"] == [(DESK, "Network")]
+    assert query(dictionary.calls[0]) == "nameINincident,task^element=u_team"
+    assert parse_qs(urlsplit(str(teams.calls[0].request.url)).query)["sysparm_fields"] == ["sys_id,u_label"]
+
+
+@respx.mock
+def test_a_group_table_the_account_may_not_read_leaves_the_sys_ids_and_the_pull_goes_on(connector: ServiceNowConnector) -> None:
+    look_ups(audit=[group_row(1, sys_id(1), NETWORK, DESK, "2026-10-01 09:20:00", "1")])
+    respx.get(f"{URL}/api/now/table/sys_user_group").mock(return_value=httpx.Response(403, json={
+        "error": {"message": "User Not Authorized", "detail": "Required to provide Auth information"}, "status": "failure"}))
+    respx.get(RECORDS).mock(side_effect=[
+        httpx.Response(200, json={"result": [record(1, "2026-10-01 10:00:00", assignment_group=DESK)]}),
+        httpx.Response(200, json={"result": []})])
+    found = list(pages(connector, now=NOW))
+    assert [t.external_id for p in found for t in p.tickets] == [sys_id(1)]
+    assert [(e.from_value, e.to_value) for p in found for e in p.events if e.kind == "group"] == [(NETWORK, "Service Desk")]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -74,6 +74,9 @@ def sandbox() -> ServiceNowSandbox:
     # One record with more audit rows than a sys_audit page holds: its pages are followed by Link (sysparm_offset).
     busy = next(n for n, s in sorted(box.numbers.items()) if s in box.tables[box.table].rows)
     box.long_history(busy, 1100)
+    # One record passed through a group no record is in now: its name is looked up (sys_user_group).
+    box.hand_off(busy, "Network", ANCHOR - timedelta(minutes=3))
+    box.hand_off(busy, "2nd line", ANCHOR - timedelta(minutes=2))
     return box
 
 
@@ -121,7 +124,7 @@ def test_the_pull_check_and_write_use_every_route(basic: tuple[ServiceNowConnect
             if (found := spec.operation(r.method, r.url.path)) is not None}
     listing = "/api/now/table/{tableName}"
     assert {("GET", listing, t) for t in ("incident", "sys_audit", "sys_choice", "sys_user_has_role", "sys_dictionary", "sys_user",
-                                          "sys_journal_field")} <= used
+                                          "sys_journal_field", "sys_user_group")} <= used
     offsets = [r for r in table_requests(recording) if "sysparm_offset" in r.url.params]
     assert offsets and all(r.url.path == "/api/now/table/sys_audit" for r in offsets)  # the long history's Link pages
     assert sum(r.url.path == BATCH for r, _ in recording.exchanges) == 2  # 30 plans: 25 and 5

@@ -16,6 +16,7 @@ import pytest
 from bridge.edges.store import Store
 from bridge.pipeline.demo import source_table
 from connectors.jira.sandbox import JiraSandbox
+from connectors.kit.story import tell
 from connectors.servicenow.sandbox import ServiceNowSandbox
 from connectors.zendesk.sandbox import ZendeskSandbox
 from tests.conftest import ONE_POLICY, Clock, pull_source, run_cli
@@ -207,3 +208,49 @@ def test_cases_and_requested_items_pull_and_are_judged(table: str, waiting: str,
     kinds = dict(db.execute("select kind, count(*) from ticket_events group by kind").fetchall())
     assert kinds.get("customer_reply", 0) > 0 and kinds.get("agent_reply", 0) > 0  # the caller's comments told from the agents'
     assert sandbox.comments_by(sandbox.username) == []
+
+
+# -- assignment-group history (OLAs) -------------------------------------------------------------
+
+
+def test_handed_off_tickets_reach_the_store_with_group_events_named_as_their_tickets_group(tmp_path: Path,
+                                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The story hands tickets from Support to the 2nd line; a ticket also passes through a group
+    that no record is in when pulled (named by one sys_user_group request), and one through a group
+    deleted since (its sys_id kept, as BEHAVIOR.md says)."""
+    clock = Clock(ANCHOR)
+    sandbox = ServiceNowSandbox(200, seed=5, anchor=ANCHOR, clock=clock)
+    monkeypatch.setenv("SN_PASSWORD", sandbox.password)
+    rows = sandbox.tables["incident"].rows
+    open_ones = [n for n, s in sorted(sandbox.numbers.items()) if s in rows and rows[s]["active"] == "true"
+                 and rows[s]["assignment_group"] == sandbox.groups[0]]
+    passing, deleted = open_ones[:2]
+    sandbox.hand_off(passing, "Network", ANCHOR - timedelta(minutes=30))
+    sandbox.hand_off(passing, "2nd line", ANCHOR - timedelta(minutes=20))
+    gone = sandbox.hand_off(deleted, "Old team", ANCHOR - timedelta(minutes=25))
+    sandbox.hand_off(deleted, "Support", ANCHOR - timedelta(minutes=15))
+    sandbox.delete_group("Old team")
+    with sandbox.serve() as url:
+        config = config_for(sandbox, url, tmp_path)
+        with Store.open(tmp_path / "store.db") as store:
+            pull_source(config, store, "sn", clock.now)
+    assert by_route(sandbox.requests)[f"GET {TABLE_API}sys_user_group"] == 1  # Network and Old team, in one request
+    db = sqlite3.connect(tmp_path / "store.db")
+    group_of = dict(db.execute("select external_id, \"group\" from tickets where source = 'sn'").fetchall())
+    events: dict[str, list[tuple[str, str, str]]] = {}
+    for ticket_id, from_value, to_value, at in db.execute(
+            "select ticket_id, from_value, to_value, at from ticket_events where kind = 'group' order by ticket_id, at"):
+        events.setdefault(ticket_id.removeprefix("sn:"), []).append((from_value, to_value, at))
+    assert [(old, new) for old, new, _ in events[sandbox.external_id(passing)]] == [("Support", "Network"), ("Network", "2nd line")]
+    assert [(old, new) for old, new, _ in events[sandbox.external_id(deleted)]] == [("Support", gone), (gone, "Support")]
+    assert group_of[sandbox.external_id(passing)] == "2nd line" and group_of[sandbox.external_id(deleted)] == "Support"
+    # The story's own handoffs: Support to the 2nd line, each at its step, and the ticket in the 2nd line since.
+    stories = {s.number: s for s in tell(200, seed=5, latest=ANCHOR - timedelta(minutes=5))}
+    handed = {sandbox.external_id(n): step.at for n, story in stories.items() for step in story.steps
+              if step.group is not None and sandbox.numbers[n] in rows and n not in (passing, deleted)}
+    assert len(handed) > 5
+    for external_id, at in handed.items():
+        assert events[external_id] == [("Support", "2nd line", at.strftime("%Y-%m-%dT%H:%M:%S.000Z"))], external_id
+        assert group_of[external_id] == "2nd line"
+    others = set(group_of) - set(handed) - {sandbox.external_id(passing), sandbox.external_id(deleted)}
+    assert not others & set(events)  # no event at creation: a ticket never handed on has none

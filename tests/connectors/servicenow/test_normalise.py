@@ -430,3 +430,69 @@ def test_the_caller_s_user_name_comes_from_the_record_when_it_carries_the_dot_wa
 
 def test_the_case_s_caller_user_name_is_the_contact_s() -> None:
     assert records("sn_customerservice_case").caller_user_field == "contact.user_name"
+
+
+# -- assignment-group history (group events, OLAs) -----------------------------------------------
+
+SECOND_LINE = "d625dccec0a8016700a222a0f7900d06"
+NETWORK = "287ebd7da9fe198100f92cc8d1d2154e"
+GONE = "0a52d3dcd7011200f2d224837e6103f2"
+WALKED = {"group": "assignment_group.name"}  # the connector's default: the group's name, dot-walked
+
+
+def test_a_group_change_is_a_group_event_named_as_the_records_name_their_groups() -> None:
+    """sys_audit keeps a reference's sys_ids (reference §3.1); each record's dot-walk names its
+    group, so a handoff from the service desk to the 2nd line reads in names, as Ticket.group does."""
+    sn = records(fields=WALKED)
+    [desk] = sn.ticket({**RECORD, "assignment_group": GROUP, "assignment_group.name": "Service Desk"})
+    [other] = sn.ticket({**RECORD, "sys_id": "1" * 32, "number": "INC0010043", "assignment_group": SECOND_LINE,
+                         "assignment_group.name": "2nd line"})
+    assert (desk.group, other.group) == ("Service Desk", "2nd line")
+    rows = [
+        audit(row_id(1), "state", "", "1", "2026-03-02 08:14:05", "0", "abel.tuter"),
+        audit(row_id(2), "assignment_group", "", GROUP, "2026-03-02 08:14:05", "0", "abel.tuter"),  # the insert: no change
+        audit(row_id(3), "assignment_group", GROUP, SECOND_LINE, "2026-03-02 09:30:00", "2"),  # the handoff
+        audit(row_id(4), "reassignment_count", "0", "1", "2026-03-02 09:30:00", "2"),
+    ]
+    # a normaliser that read no record naming them: the sys_ids as sys_audit holds them
+    assert history(rows, fields=WALKED)[1:] == [(f"g{row_id(3)}", "group", utc(2026, 3, 2, 9, 30), GROUP, SECOND_LINE, "beth.anglin")]
+    events = [(e.event_id, e.kind, e.at, e.from_value, e.to_value, e.author)
+              for e in sn.events(SYS_ID, rows, AGENTS, caller_user="abel.tuter", own_user="sla.bridge")]
+    assert events == [
+        (f"s{row_id(1)}", "status", utc(2026, 3, 2, 8, 14, 5), None, "new", "abel.tuter"),
+        (f"g{row_id(3)}", "group", utc(2026, 3, 2, 9, 30), "Service Desk", "2nd line", "beth.anglin"),
+    ]
+
+
+def test_an_unnamed_group_keeps_its_sys_id_and_no_group_is_none() -> None:
+    """A group deleted since (or one the look-up did not find) is its sys_id; an emptied group is None."""
+    sn = records(fields=WALKED)
+    sn.group_names[GROUP] = "Service Desk"
+    rows = [audit(row_id(1), "assignment_group", GROUP, GONE, "2026-03-02 09:30:00", "2"),
+            audit(row_id(2), "assignment_group", GONE, "", "2026-03-02 10:00:00", "3"),
+            audit(row_id(3), "assignment_group", "", GROUP, "2026-03-02 11:00:00", "4")]  # assigned again later: a change
+    assert [(e.from_value, e.to_value) for e in sn.events(SYS_ID, rows, AGENTS, caller_user=None, own_user=None)] == [
+        ("Service Desk", GONE), (GONE, None), (None, "Service Desk")]
+
+
+def test_the_ids_to_look_up_are_the_group_column_s_unnamed_sys_ids() -> None:
+    sn = records(fields=WALKED)
+    sn.group_names[GROUP] = "Service Desk"
+    rows = [audit(row_id(1), "assignment_group", GROUP, NETWORK, "2026-03-02 09:30:00", "2"),
+            audit(row_id(2), "assignment_group", NETWORK, SECOND_LINE, "2026-03-02 10:00:00", "3"),
+            audit(row_id(3), "assigned_to", "", AGENT_ID, "2026-03-02 10:00:00", "3"),  # another reference: not a group
+            audit(row_id(4), "assignment_group", "", "not a sys_id^ORactive=true", "2026-03-02 10:00:00", "3"), "junk"]
+    assert sn.unnamed_groups(rows) == sorted([NETWORK, SECOND_LINE])
+    assert sn.history_fields == ("state", "hold_reason", "priority", "comments", "work_notes", "assignment_group")
+    assert records(fields={"group": "assignment_group"}).unnamed_groups(rows) == []  # the column itself is the name
+
+
+def test_a_group_role_on_a_plain_column_reads_its_audit_rows_as_they_are() -> None:
+    """An admin who maps the group onto a choice column of their own: its codes are what Ticket.group carries."""
+    sn = records(fields={"group": "u_support_tier"})
+    [ticket] = sn.ticket({**RECORD, "u_support_tier": "tier1"})
+    assert ticket.group == "tier1" and sn.group_reference_field is None
+    rows = [audit(row_id(1), "u_support_tier", "tier1", "tier2", "2026-03-02 09:30:00", "2"),
+            audit(row_id(2), "assignment_group", GROUP, SECOND_LINE, "2026-03-02 09:30:00", "2")]  # not the mapped column
+    assert [(e.kind, e.from_value, e.to_value) for e in sn.events(SYS_ID, rows, AGENTS, caller_user=None, own_user=None)] == [
+        ("group", "tier1", "tier2")]

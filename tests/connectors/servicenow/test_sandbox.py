@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.servicenow.sandbox import ServiceNowSandbox
+from connectors.kit.story import tell
+from connectors.servicenow.sandbox import AGENT_NAMES, ServiceNowSandbox
 from tests.conftest import Clock
 from tests.oas import load_spec
 
@@ -323,6 +324,43 @@ def test_a_records_audit_trail_from_insert_to_close(shared: ServiceNowSandbox) -
     first = next(r for r in rows if r["fieldname"] == "comments")
     assert first["oldvalue"] == "JOURNAL FIELD ADDITION" and first["sys_created_on"] == state[0]["sys_created_on"]
     assert re.fullmatch(r"[a-z]+\.user\d\d", first["user"])  # a user name, not a sys_id
+
+
+def test_a_story_handoff_is_an_audited_change_of_assignment_group_and_the_record_follows_it(shared: ServiceNowSandbox) -> None:
+    """The story hands a ticket from first line to the 2nd line (Step.group): sys_audit keeps the
+    groups' sys_ids, old and new (reference §3.1, "for reference fields, old and new values are
+    sys_ids"), and the record's group is the 2nd line from then on."""
+    stories = {s.number: s for s in tell(300, seed=11, latest=ANCHOR - timedelta(minutes=5))}  # for_tests: seed 11
+    handed = [(n, step) for n, story in stories.items() for step in story.steps if step.group is not None
+              and shared.numbers[n] in shared.tables["incident"].rows]
+    assert handed
+    number, step = handed[0]
+    with client(shared) as c:
+        groups = {g["name"]: g["sys_id"] for g in c.get("/api/now/table/sys_user_group", params={"sysparm_fields": "sys_id,name"}).json()["result"]}
+        rows = c.get("/api/now/table/sys_audit", params={
+            "sysparm_query": f"tablename=incident^documentkey={shared.external_id(number)}^fieldname=assignment_group^ORDERBYsys_created_on",
+            "sysparm_fields": AUDIT_FIELDS}).json()["result"]
+        record = c.get(f"/api/now/table/incident/{shared.external_id(number)}", params={
+            "sysparm_fields": "assignment_group,assignment_group.name,reassignment_count"}).json()["result"]
+    assert [(r["oldvalue"], r["newvalue"], r["record_checkpoint"] == "0") for r in rows] == [
+        ("", groups["Support"], True), (groups["Support"], groups["2nd line"], False)]  # the insert, then the handoff
+    assert rows[1]["sys_created_on"] == step.at.strftime("%Y-%m-%d %H:%M:%S")
+    assert rows[1]["user"] == AGENT_NAMES[stories[number].agent - 1]  # the agent who handed it on
+    assert record == {"assignment_group": {"link": f"{shared.base_url}/api/now/table/sys_user_group/{groups['2nd line']}",
+                                           "value": groups["2nd line"]}, "assignment_group.name": "2nd line", "reassignment_count": "1"}
+
+
+def test_a_deleted_group_stays_a_sys_id_in_the_history_and_its_records(box: ServiceNowSandbox, http: httpx.Client) -> None:
+    network = box.hand_off(5, "Network", ANCHOR - timedelta(minutes=3))
+    box.delete_group("Network")
+    rows = http.get("/api/now/table/sys_audit", params={
+        "sysparm_query": f"documentkey={box.external_id(5)}^fieldname=assignment_group^record_checkpoint!=0",
+        "sysparm_fields": "newvalue"}).json()["result"]
+    record = http.get(f"/api/now/table/incident/{box.external_id(5)}", params={
+        "sysparm_fields": "assignment_group,assignment_group.name", "sysparm_exclude_reference_link": "true"}).json()["result"]
+    assert rows[-1] == {"newvalue": network}
+    assert record == {"assignment_group": network, "assignment_group.name": ""}  # the dot-walk finds no group
+    assert http.get("/api/now/table/sys_user_group", params={"sysparm_query": f"sys_id={network}"}).json() == {"result": []}
 
 
 def test_without_audit_viewer_the_history_answers_an_empty_200() -> None:
