@@ -1,11 +1,16 @@
 """Tickets evaluated per second: 100,000 synthetic tickets with histories, three policies.
 
-    pip install -e . && python bench/evaluate.py [--n 100000] [--seed 7]
+    pip install -e . && python bench/evaluate.py [--n 100000] [--seed 7] [--agreements]
 
 The tickets are seeded and realistic in shape: replies, waits for the customer, reopenings,
 three customers on three calendars (business hours with public holidays, extended hours with an
 overnight shift, 24x7). Generation is not timed; policy selection plus evaluation is, then the
 credit run over the result.
+
+``--agreements`` adds issue 12's richer contracts: a third of the tickets handed from first line
+to the 2nd line, one in ten waiting on a third party, an OLA per line and an underpinning
+contract beside each customer's SLA (whose clocks then split their time between the teams), and
+Globex's resolution reset on reassignment. The tickets are otherwise the same.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ CREDITS = {
 }
 
 
-def policies() -> list[Policy]:
+def policies(agreements: bool = False) -> list[Policy]:
     calendars = {
         "berlin": Calendar.from_config(
             {"timezone": "Europe/Berlin", "hours": {d: ["08:00-18:00"] for d in WEEK}, "holiday_country": "DE"}, name="berlin"
@@ -58,18 +63,51 @@ def policies() -> list[Policy]:
         "next_response": {"p1": "1h", "p2": "4h", "p3": "8h", "p4": "16h"},
         "resolution": {"p1": "4h", "p2": "16h", "p3": "40h", "p4": "80h"},
     }
-    return [
+    extra: dict[str, object] = {"reset_on": ["group"]} if agreements else {}
+    ordered = [
         Policy.from_config({"name": "acme", "calendar": "berlin", "match": {"customer": "ACME"}, "targets": targets, "credits": CREDITS}, calendars),
         Policy.from_config({"name": "globex", "calendar": "new-york", "match": {"customer": "Globex"}, "targets": targets,
-                            "on_reopen": "new_cycle", "pause_when": ["waiting_customer", "on_hold"], "credits": CREDITS}, calendars),
+                            "on_reopen": "new_cycle", "pause_when": ["waiting_customer", "on_hold"], "credits": CREDITS, **extra},
+                           calendars),
         Policy.from_config({"name": "initech", "calendar": "24x7", "targets": targets, "credits": CREDITS}, calendars),
     ]
+    if agreements:
+        ordered += [
+            Policy.from_config({"name": "first-line", "kind": "ola", "team": "Support", "calendar": "berlin",
+                                "targets": {"first_response": {"p1": "15m", "p2": "1h", "p3": "2h", "p4": "4h"}}}, calendars),
+            Policy.from_config({"name": "second-line", "kind": "ola", "team": "2nd line", "calendar": "berlin",
+                                "targets": {"resolution": {"p1": "4h", "p2": "8h", "p3": "16h", "p4": "24h"}}}, calendars),
+            Policy.from_config({"name": "telco", "kind": "uc", "third_party": "Telco",
+                                "targets": {"resolution": {"p1": "4h", "p2": "8h", "p3": "24h", "p4": "48h"}}}, calendars),
+        ]
+    return ordered
 
 
-def synthetic(n: int, seed: int) -> list[tuple[Ticket, list[TicketEvent]]]:
+def synthetic(n: int, seed: int, agreements: bool = False) -> list[tuple[Ticket, list[TicketEvent]]]:
     rng = random.Random(seed)
     customers = ("ACME", "Globex", "Initech")
-    return [_synthetic_ticket(rng, number, customers) for number in range(n)]
+    tickets = [_synthetic_ticket(rng, number, customers) for number in range(n)]
+    return [_with_agreements(random.Random(seed * 1_000_003 + i), *t) for i, t in enumerate(tickets)] if agreements else tickets
+
+
+def _with_agreements(rng: random.Random, ticket: Ticket, events: list[TicketEvent]) -> tuple[Ticket, list[TicketEvent]]:
+    """The same ticket with first line, a handoff after the first answer (one in three) and a
+    wait on a third party (one in ten), drawn from its own generator."""
+    ticket.group = "Support"
+    events = list(events)
+    replies = [e for e in events if e.kind == "agent_reply"]
+    if replies and rng.random() < 1 / 3:
+        at = replies[0].at + timedelta(minutes=rng.randrange(5, 90))
+        events.append(TicketEvent(ticket.id, "g", "group", at, "Support", "2nd line"))
+        if at <= ticket.updated_at:
+            ticket.group = "2nd line"
+    statuses = [e for e in events if e.kind == "status" and e.to_value == "open"]
+    if statuses and rng.random() < 0.1:
+        start = statuses[0].at + timedelta(minutes=rng.randrange(10, 60))
+        events.append(TicketEvent(ticket.id, "w1", "status", start, "open", "waiting_third_party"))
+        events.append(TicketEvent(ticket.id, "w2", "status", start + timedelta(minutes=rng.randrange(30, 600)),
+                                  "waiting_third_party", "open"))
+    return ticket, events
 
 
 def _synthetic_ticket(rng: random.Random, number: int, customers: tuple[str, ...]) -> tuple[Ticket, list[TicketEvent]]:
@@ -131,10 +169,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--agreements", action="store_true", help="OLAs, a UC, handoffs and resets (issue 12)")
     args = parser.parse_args()
-    ordered = policies()
+    ordered = policies(args.agreements)
     began = time.perf_counter()
-    tickets = synthetic(args.n, args.seed)
+    tickets = synthetic(args.n, args.seed, args.agreements)
     generated = time.perf_counter() - began
     events = sum(len(e) for _, e in tickets)
     print(f"{args.n:,} tickets, {events:,} events (generated in {generated:.1f}s, not timed below)")

@@ -416,6 +416,9 @@ def _update_cycles(timeline: _Timeline) -> list[tuple[datetime, datetime | None]
 
 def _scoped_clocks(timeline: _Timeline, policy: Policy) -> list[Clock]:
     """An OLA's clocks per assignment to its team, a UC's per wait on a third party."""
+    if (policy.kind == "ola" and all(group != policy.team for _, group in timeline.groups)) or (
+            policy.kind == "uc" and not timeline.third_party):
+        return []  # never with this team, never waiting on a third party: nothing to judge
     build = _Builder(timeline, policy)
     live = _complement(timeline.done, timeline.ticket.created_at, timeline.horizon)
     if policy.kind == "ola":
@@ -537,7 +540,9 @@ def _attribution(timeline: _Timeline, policy: Policy, clock: Clock) -> dict[str,
     end = max(clock.stopped_at if clock.stopped_at is not None else timeline.now, start)
     cuts = {start, end}
     cuts.update(at for at, _ in groups if start < at < end)
-    cuts.update(at for at, status in segments if start < at < end)
+    # only a wait on a third party changes the part a status change moves time to
+    cuts.update(at for i, (at, status) in enumerate(segments) if start < at < end and (
+        status in THIRD_PARTY or segments[i - 1][1] in THIRD_PARTY))
     for a, b in pauses:
         cuts.update(moment for moment in (a, b) if start < moment < end)
     third_party = _status_at(segments, start) in THIRD_PARTY or any(
