@@ -246,6 +246,44 @@ def _iso_years_padded(db: sqlite_utils.Database) -> None:
             db.execute("update sync_state set cursor = ? where source = ? and stream = ?", [padded, source, stream])
 
 
+@migrations(name="0008_agreements")
+def _agreements(db: sqlite_utils.Database) -> None:
+    # Several agreements judge one ticket (its customer's sla, an ola per team, a uc per third
+    # party), each with its own clocks: the agreement joins the key, and what the clocks were
+    # judged by (why each started and stopped, the spans left out, where an sla clock's time went)
+    # is kept. SQLite cannot change a primary key in place: the table is copied into a new one.
+    columns = ("ticket_id", "metric", "cycle", "policy", "policy_version", "state", "target_seconds", "elapsed_seconds",
+               "paused_seconds", "started_at", "stopped_at", "due_at", "breached_at", "at_risk", "evaluated_at")
+    db.execute("alter table sla_clocks rename to sla_clocks_before_agreements")
+    db.execute("drop index if exists idx_sla_clocks_state")
+    db.table("sla_clocks").create(
+        {
+            "ticket_id": str, "agreement": str, "kind": str, "metric": str, "cycle": int, "policy": str, "policy_version": str,
+            "state": str, "target_seconds": int, "elapsed_seconds": int, "paused_seconds": int, "started_at": str,
+            "stopped_at": str, "due_at": str, "breached_at": str, "at_risk": int, "evaluated_at": str,
+            "started_by": str, "stopped_by": str, "pauses": str, "attribution": str,
+        },
+        pk=("ticket_id", "agreement", "metric", "cycle"),
+        not_null={"agreement", "kind"},
+        defaults={"agreement": "sla", "kind": "sla"},
+    )
+    listed = ", ".join(columns)
+    db.execute(f"insert into sla_clocks ({listed}) select {listed} from sla_clocks_before_agreements")
+    db.execute("drop table sla_clocks_before_agreements")
+    db.table("sla_clocks").create_index(["state"])
+    # A verdict a re-evaluation changes (late history, new terms) is evidence: kept, with why.
+    db.table("verdict_changes").create(
+        {
+            "id": int, "ticket_id": str, "agreement": str, "metric": str, "cycle": int, "changed_at": str, "run_id": int,
+            "before_state": str, "after_state": str, "before_target": int, "after_target": int, "before_policy": str,
+            "after_policy": str, "before_version": str, "after_version": str, "why": str,
+        },
+        pk="id",
+        not_null={"ticket_id", "agreement", "metric", "cycle", "before_state"},
+    )
+    db.table("verdict_changes").create_index(["ticket_id", "id"])
+
+
 @dataclass(frozen=True, slots=True)
 class PageCounts:
     tickets: int
@@ -658,36 +696,53 @@ class Store:
 
     @_guarded
     def replace_clocks(self, ticket_id: str, rows: list[dict[str, Any]]) -> int:
-        """Make ``rows`` the ticket's clocks; returns how many changed state or deadline (elapsed
-        time moving on is written, so `status` is current, but is not counted as a change)."""
+        """Make ``rows`` (:func:`clock_row`) the ticket's clocks; returns how many changed state or
+        deadline (elapsed time moving on is written, so `status` is current, but is not counted as
+        a change).
+
+        Evidence is kept: a stored verdict (met, breached, canceled) that the new rows change (in
+        state or target) or leave out is recorded in ``verdict_changes``, with why. A running
+        clock moving on (running to breached as time passes) is no verdict changing."""
         keys = ("state", "at_risk", "due_at", "breached_at", "stopped_at", "policy_version", "target_seconds")
         current = list(self.db.table("sla_clocks").rows_where("ticket_id = ?", [ticket_id]))
-        old = {(r["metric"], r["cycle"]): tuple(r[k] for k in keys) for r in current}
-        new = {(r["metric"], r["cycle"]): tuple(r[k] for k in keys) for r in rows}
-        changed = sum(1 for key in new.keys() | old.keys() if new.get(key) != old.get(key))
-        moved = changed or {(r["metric"], r["cycle"]): r["elapsed_seconds"] for r in current} != {
-            (r["metric"], r["cycle"]): r["elapsed_seconds"] for r in rows}
+        old = {_clock_key(r): r for r in current}
+        new = {_clock_key(r): r for r in rows}
+        changed = sum(1 for key in new.keys() | old.keys()
+                      if key not in new or key not in old or any(new[key][k] != old[key][k] for k in keys))
+        moved = changed or any(
+            any(row[column] != old[key][column] for column in _CLOCK_COLUMNS if column != "evaluated_at")
+            for key, row in new.items())
         if moved:
+            changes = _verdict_changes(old, new, self.run_id or None)
             self.db.execute("delete from sla_clocks where ticket_id = ?", [ticket_id])
             if rows:
-                self.db.table("sla_clocks").insert_all(rows, pk=("ticket_id", "metric", "cycle"))
+                self.db.table("sla_clocks").insert_all(rows, pk=_CLOCK_KEY)
+            if changes:
+                self.db.table("verdict_changes").insert_all(changes, pk="id")
         return changed
 
     @_guarded
+    def verdict_changes(self, ticket_id: str) -> list[dict[str, Any]]:
+        """The ticket's recorded verdict changes, oldest first."""
+        return list(self.db.table("verdict_changes").rows_where("ticket_id = ?", [ticket_id], order_by="id"))
+
+    @_guarded
     def clocks(self, ticket_ids: list[str]) -> dict[str, list[Clock]]:
-        """The stored clocks of each ticket, in metric then cycle order."""
+        """The stored clocks of each ticket: the sla's first, then each other agreement's, each in
+        metric then cycle order."""
         found: dict[str, list[Clock]] = {}
         for offset in range(0, len(ticket_ids), 500):
             chunk = ticket_ids[offset : offset + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self.db.query(f"select * from sla_clocks where ticket_id in ({marks}) order by ticket_id, metric, cycle", chunk):
+            for row in self.db.query(f"select * from sla_clocks where ticket_id in ({marks}) order by ticket_id, {_AGREEMENT_ORDER}, "
+                                     "metric, cycle", chunk):
                 found.setdefault(row["ticket_id"], []).append(clock_from_row(row))
         return found
 
     @_guarded
-    def clock_state(self, ticket_id: str, metric: str, cycle: int) -> str | None:
-        row = self.db.execute("select state from sla_clocks where ticket_id = ? and metric = ? and cycle = ?",
-                              [ticket_id, metric, cycle]).fetchone()
+    def clock_state(self, ticket_id: str, metric: str, cycle: int, agreement: str = "sla") -> str | None:
+        row = self.db.execute("select state from sla_clocks where ticket_id = ? and agreement = ? and metric = ? and cycle = ?",
+                              [ticket_id, agreement, metric, cycle]).fetchone()
         return row[0] if row else None
 
     @_guarded
@@ -767,7 +822,9 @@ class Store:
 
     @_guarded
     def clock_rows(self, ticket_id: str) -> list[dict[str, Any]]:
-        return list(self.db.table("sla_clocks").rows_where("ticket_id = ?", [ticket_id], order_by="metric, cycle"))
+        """The ticket's clocks as stored (sla first, then each other agreement; metric, cycle)."""
+        return list(self.db.table("sla_clocks").rows_where("ticket_id = ?", [ticket_id],
+                                                           order_by=f"{_AGREEMENT_ORDER}, metric, cycle"))
 
     @_guarded
     def mark(self, name: str) -> str | None:
@@ -899,25 +956,81 @@ class Store:
 
 
 _STATUS_SQL = """
-select t.key, t.source, t.customer, t.priority, c.ticket_id, c.metric, c.cycle, c.state, c.target_seconds,
-       c.elapsed_seconds, c.due_at, c.breached_at, c.at_risk, c.stopped_at
+select t.key, t.source, t.customer, t.priority, c.ticket_id, c.agreement, c.kind, c.metric, c.cycle, c.state,
+       c.target_seconds, c.elapsed_seconds, c.due_at, c.breached_at, c.at_risk, c.stopped_at
 from sla_clocks c join tickets t on t.id = c.ticket_id
 where c.stopped_at is null or c.state = 'breached'
 order by case when c.state = 'breached' and c.stopped_at is null then 0 when c.state = 'breached' then 2
               when c.at_risk then 1 else 3 end,
-         (c.elapsed_seconds - c.target_seconds) desc, c.due_at
+         (c.elapsed_seconds - c.target_seconds) desc, c.due_at, c.ticket_id,
+         case when c.agreement = 'sla' then 0 else 1 end, c.agreement, c.metric, c.cycle
 """
+# sla first, then the other agreements by name
+_AGREEMENT_ORDER = "case when agreement = 'sla' then 0 else 1 end, agreement"
+_CLOCK_KEY = ("ticket_id", "agreement", "metric", "cycle")
+_CLOCK_COLUMNS = ("ticket_id", "agreement", "kind", "metric", "cycle", "policy", "policy_version", "state", "target_seconds",
+                  "elapsed_seconds", "paused_seconds", "started_at", "stopped_at", "due_at", "breached_at", "at_risk",
+                  "evaluated_at", "started_by", "stopped_by", "pauses", "attribution")
+# Text of a clock that comes from the helpdesk: a team is a group's name, a reason names groups.
+_CLOCK_TEXT = ("agreement", "started_by", "stopped_by", "attribution")
+_VERDICTS = frozenset({"met", "breached", "canceled"})
+
+
+def _clock_key(row: Mapping[str, Any]) -> tuple[str, str, int]:
+    return row["agreement"], row["metric"], row["cycle"]
+
+
+def _verdict_changes(old: Mapping[tuple[str, str, int], Mapping[str, Any]], new: Mapping[tuple[str, str, int], Mapping[str, Any]],
+                     run_id: int | None) -> list[dict[str, Any]]:
+    """The stored verdicts that ``new`` changes or leaves out, as ``verdict_changes`` rows."""
+    changed_at = next((row["evaluated_at"] for row in new.values()), None) or _now()
+    found: list[dict[str, Any]] = []
+    for key, before in sorted(old.items()):
+        if before["state"] not in _VERDICTS:
+            continue
+        after = new.get(key)
+        if after is not None and (after["state"], after["target_seconds"]) == (before["state"], before["target_seconds"]):
+            continue
+        if after is None:
+            # Gone: the terms that judge its agreement now say whether they are new ones.
+            after_terms = next(((row["policy"], row["policy_version"]) for k, row in sorted(new.items()) if k[0] == key[0]), None)
+        else:
+            after_terms = (after["policy"], after["policy_version"])
+        before_terms = (before["policy"], before["policy_version"])
+        if after_terms is None:
+            why = "no longer judged (its terms or the ticket's history changed)"
+        elif after_terms != before_terms:
+            named = "" if after_terms[0] == before_terms[0] else f"{after_terms[0]} "
+            why = f"terms changed: {before_terms[0]} version {before_terms[1]} -> {named}{after_terms[1]}"
+        else:
+            why = "history changed"
+        found.append(_masked({
+            "ticket_id": before["ticket_id"], "agreement": key[0], "metric": key[1], "cycle": key[2],
+            "changed_at": after["evaluated_at"] if after is not None else changed_at, "run_id": run_id,
+            "before_state": before["state"], "after_state": after["state"] if after is not None else None,
+            "before_target": before["target_seconds"], "after_target": after["target_seconds"] if after is not None else None,
+            "before_policy": before_terms[0], "after_policy": after_terms[0] if after_terms else None,
+            "before_version": before_terms[1], "after_version": after_terms[1] if after_terms else None, "why": why,
+        }, ("agreement", "before_policy", "after_policy", "why")))
+    return found
 
 
 def clock_row(clock: Clock, evaluated_at: str) -> dict[str, Any]:
+    """The ``sla_clocks`` row of ``clock``: the spans it did not count as JSON ``[[from, to], ...]``,
+    its attribution as a JSON object, helpdesk text (team names) masked."""
     iso = _iso_or_none
-    return {
-        "ticket_id": clock.ticket_id, "metric": clock.metric, "cycle": clock.cycle, "policy": clock.policy,
-        "policy_version": clock.policy_version, "state": clock.state, "target_seconds": clock.target_seconds,
-        "elapsed_seconds": clock.elapsed_seconds, "paused_seconds": clock.paused_seconds,
+    row = {
+        "ticket_id": clock.ticket_id, "agreement": clock.agreement, "kind": clock.kind, "metric": clock.metric,
+        "cycle": clock.cycle, "policy": clock.policy, "policy_version": clock.policy_version, "state": clock.state,
+        "target_seconds": clock.target_seconds, "elapsed_seconds": clock.elapsed_seconds, "paused_seconds": clock.paused_seconds,
         "started_at": to_iso(clock.started_at), "stopped_at": iso(clock.stopped_at), "due_at": to_iso(clock.due_at),
         "breached_at": iso(clock.breached_at), "at_risk": int(clock.at_risk), "evaluated_at": evaluated_at,
+        "started_by": clock.started_by, "stopped_by": clock.stopped_by, "attribution": clock.attribution,
+        "pauses": json.dumps([[to_iso(start), to_iso(end)] for start, end in clock.pauses]),
     }
+    row = _masked(row, _CLOCK_TEXT)
+    row["attribution"] = json.dumps(row["attribution"])  # in the evaluator's order: the teams as they held the ticket
+    return row
 
 
 def clock_from_row(row: Mapping[str, Any]) -> Clock:
@@ -929,7 +1042,9 @@ def clock_from_row(row: Mapping[str, Any]) -> Clock:
         policy_version=row["policy_version"], state=row["state"], target_seconds=row["target_seconds"],
         elapsed_seconds=row["elapsed_seconds"], paused_seconds=row["paused_seconds"], started_at=from_iso(row["started_at"]),
         stopped_at=parse(row["stopped_at"]), due_at=from_iso(row["due_at"]), breached_at=parse(row["breached_at"]),
-        at_risk=bool(row["at_risk"]),
+        at_risk=bool(row["at_risk"]), agreement=row["agreement"], kind=row["kind"], started_by=row["started_by"] or "",
+        stopped_by=row["stopped_by"] or "", pauses=tuple((from_iso(a), from_iso(b)) for a, b in json.loads(row["pauses"] or "[]")),
+        attribution={str(k): int(v) for k, v in json.loads(row["attribution"] or "{}").items()},
     )
 
 

@@ -157,8 +157,9 @@ def test_migrations_are_named_and_applied_once(tmp_path):
         names = [row["name"] for row in store.db["_sqlite_migrations"].rows]
         tables = set(store.db.table_names())
     assert names == ["0001_initial_schema", "0002_ticket_tags", "0003_writeback_pending", "0004_pull_sequence",
-                     "0005_journal_fields_by_id", "0006_hardening", "0007_iso_years_padded"]
-    assert {"tickets", "ticket_events", "sla_clocks", "credits", "writebacks", "sync_state", "runs", "quarantine", "agent_spans"} <= tables
+                     "0005_journal_fields_by_id", "0006_hardening", "0007_iso_years_padded", "0008_agreements"]
+    assert {"tickets", "ticket_events", "sla_clocks", "credits", "writebacks", "sync_state", "runs", "quarantine", "agent_spans",
+            "verdict_changes"} <= tables
 
 
 def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
@@ -213,4 +214,4 @@ def test_two_runs_creating_the_store_at_once_both_succeed(tmp_path):
         with Store.open(path) as store:
             assert [row["name"] for row in store.db["_sqlite_migrations"].rows] == [
                 "0001_initial_schema", "0002_ticket_tags", "0003_writeback_pending", "0004_pull_sequence", "0005_journal_fields_by_id",
-                "0006_hardening", "0007_iso_years_padded"]
+                "0006_hardening", "0007_iso_years_padded", "0008_agreements"]
