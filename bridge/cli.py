@@ -21,6 +21,7 @@ import signal
 import sqlite3
 import sys
 import tempfile
+import textwrap
 import time
 import tomllib
 import traceback
@@ -41,6 +42,7 @@ from bridge.edges.logs import configure_logging, printable, printable_lines
 from bridge.edges.store import Store
 from bridge.engine.durations import format_duration
 from bridge.engine.hours import parse_interval
+from bridge.engine.policy import Policy, build_policies
 from bridge.errors import ConfigError, SlaBridgeError, SourceError, Terminated
 from bridge.framework.contract import Connector
 from bridge.framework.registry import connector_class
@@ -608,7 +610,10 @@ sync = _pipeline_command("sync", PHASES, """Pull, evaluate and push in one locke
 def status(ticket: str | None, limit: int, as_json: bool) -> None:
     """Show running, at-risk and breached clocks, worst first; or one ticket's timeline.
 
-    TICKET is a ticket id (zd:123) or key (#123, SUP-12).
+    TICKET is a ticket id (zd:123) or key (#123, SUP-12): its history, and each agreement's
+    clocks (sla first, then OLAs and underpinning contracts) with why each stands where it does
+    (what started, paused and stopped it, the terms that judged it, where an SLA clock's time
+    went), then every verdict a re-evaluation changed.
 
     \b
     Examples:
@@ -619,7 +624,7 @@ def status(ticket: str | None, limit: int, as_json: bool) -> None:
     _learn_secrets(state.config())
     with state.open_existing_store() as store:
         if ticket:
-            _timeline(store, ticket, as_json)
+            _timeline(store, ticket, as_json, _policies_by_name(state.config()))
             return
         rows = store.worst_clocks(None if as_json or not limit else limit)
         refusals = store.refusals()
@@ -635,9 +640,10 @@ def status(ticket: str | None, limit: int, as_json: bool) -> None:
         _say("No clock is running, at risk or breached.")
         return
     header = ("TICKET", "SOURCE", "CUSTOMER", "PRI", "METRIC", "STATE", "TARGET", "ELAPSED", "DUE (UTC)")
+    # an OLA's or a UC's clock says whose it is: "ola:2nd line resolution"
     table = [header] + [tuple(map(printable, (
         row["key"], row["source"], printable(redact(row["customer"] or "-"))[:18], row["priority"] or "-",  # masked before cut
-        row["metric"] + (f"#{row['cycle']}" if row["cycle"] > 1 else ""),
+        ("" if row["agreement"] == "sla" else f"{row['agreement']} ") + row["metric"] + (f"#{row['cycle']}" if row["cycle"] > 1 else ""),
         row["state"] + (" (at risk)" if row["at_risk"] else "") + (" (closed)" if row["stopped_at"] else ""),
         format_duration(row["target_seconds"]), format_duration(row["elapsed_seconds"]), (row["due_at"] or "")[:16].replace("T", " "),
     ))) for row in rows]
@@ -681,7 +687,36 @@ def _learn_secrets(config: Config) -> None:
             config.source_secret(name)
 
 
-def _timeline(store: Store, wanted: str, as_json: bool) -> None:
+def _policies_by_name(config: Config) -> dict[str, Policy]:
+    """The config's policies by name, for the terms a stored clock names (none if they cannot be built)."""
+    try:
+        return {policy.name: policy for policy in build_policies(config)}
+    except (ValueError, ConfigError):
+        return {}
+
+
+def _terms(row: dict[str, Any], policies: dict[str, Policy]) -> dict[str, Any]:
+    """The terms a stored clock was judged by, with their dates as the config gives them."""
+    policy = policies.get(row["policy"])
+    current = policy is not None and policy.version == row["policy_version"]
+    return {"policy": row["policy"], "version": row["policy_version"],
+            # midnight of the config's date in the calendar's zone, with its offset
+            "effective_from": _iso_or_none(policy.effective_from) if current and policy else None,
+            "effective_to": _iso_or_none(policy.effective_to) if current and policy else None,
+            "in_config": "current" if current else ("another version" if policy is not None else "gone")}
+
+
+def _iso_or_none(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _clock_doc(row: dict[str, Any], policies: dict[str, Policy]) -> dict[str, Any]:
+    """A stored clock as `status TICKET --json` gives it: its spans and attribution decoded, its terms."""
+    return {**row, "pauses": json.loads(row["pauses"] or "[]"), "attribution": json.loads(row["attribution"] or "{}"),
+            "terms": _terms(row, policies)}
+
+
+def _timeline(store: Store, wanted: str, as_json: bool, policies: dict[str, Policy]) -> None:
     from bridge.engine.evaluator import status_segments
 
     matches = store.find_tickets(wanted)
@@ -690,14 +725,15 @@ def _timeline(store: Store, wanted: str, as_json: bool) -> None:
     if len(matches) > 1:
         raise click.UsageError(f"{wanted!r} names tickets in several sources: {', '.join(map(printable, matches))}; use the id")
     [(ticket, events)] = store.load(matches)
-    clocks = store.clock_rows(ticket.id)
+    clocks = [_clock_doc(row, policies) for row in store.clock_rows(ticket.id)]
+    changes = store.verdict_changes(ticket.id)
     segments = status_segments(ticket, events)
     if as_json:
         _say(json.dumps({"ticket": {"id": ticket.id, "key": ticket.key, "title": ticket.title, "status": ticket.status,
                                     "priority": ticket.priority, "customer": ticket.customer},
                          "events": [{"at": e.at.isoformat(), "kind": e.kind, "from": e.from_value, "to": e.to_value} for e in events],
                          "statuses": [{"from": at.isoformat(), "status": s} for at, s in segments],
-                         "clocks": clocks}, indent=2, default=str))
+                         "clocks": clocks, "verdict_changes": changes}, indent=2, default=str))
         return
     p = printable
     _say(f"{p(ticket.key)} ({p(ticket.id)}) {p(ticket.title)}")
@@ -709,12 +745,97 @@ def _timeline(store: Store, wanted: str, as_json: bool) -> None:
     _say("Statuses:")
     for at, status_name in segments:
         _say(f"  from {at:%Y-%m-%d %H:%M} {p(status_name)}")
-    _say("Clocks:")
-    for c in clocks:
-        _say(f"  {p(c['metric'])}#{c['cycle']} {p(c['state'])}{' (at risk)' if c['at_risk'] else ''}: "
-             f"{format_duration(c['elapsed_seconds'])} of {format_duration(c['target_seconds'])}, "
-             f"paused {format_duration(c['paused_seconds'])}, due {p(c['due_at'])}"
-             + (f", breached {p(c['breached_at'])}" if c["breached_at"] else "") + f" (policy {p(c['policy'])})")
+    _say("Clocks:" if clocks else "Clocks: none (no agreement judges this ticket, or it was not evaluated yet)")
+    agreement = None
+    for clock in clocks:
+        if clock["agreement"] != agreement:
+            agreement = clock["agreement"]
+            _say(f"  {_agreement_title(agreement)}:")
+        for line in _clock_lines(clock):
+            _say(line)
+    if changes:
+        _say("Verdict changes (oldest first):")
+        for verdict in changes:
+            _say(_wrapped(f"  {_when(verdict['changed_at'])}  {_clock_name(verdict)}: {_verdict(verdict, 'before')} -> "
+                          f"{_verdict(verdict, 'after')}: {p(verdict['why'])}", indent=6))
+
+
+STATUS_WIDTH = 100  # `status TICKET` keeps its lines to this many columns (a long name wraps)
+PAUSES_SHOWN = 10
+
+
+def _wrapped(line: str, *, indent: int) -> str:
+    return textwrap.fill(line, STATUS_WIDTH, subsequent_indent=" " * indent, break_on_hyphens=False)
+
+
+def _when(iso: str | None) -> str:
+    return (iso or "")[:16].replace("T", " ")
+
+
+def _agreement_title(agreement: str) -> str:
+    kind, _, scope = agreement.partition(":")
+    if kind == "ola":
+        return f"OLA of team {printable(scope)}"
+    if kind == "uc":
+        return f"Underpinning contract with {printable(scope)}"
+    return "SLA (the customer's)" if kind == "sla" else printable(agreement)
+
+
+def _clock_name(row: dict[str, Any]) -> str:
+    return ("" if row["agreement"] == "sla" else f"{printable(row['agreement'])} ") + f"{printable(row['metric'])}#{row['cycle']}"
+
+
+def _verdict(change: dict[str, Any], side: str) -> str:
+    state = change[f"{side}_state"]
+    if state is None:
+        return "gone"
+    target = change[f"{side}_target"]
+    return f"{printable(state)}" + (f" (target {format_duration(target)})" if target is not None else "")
+
+
+def _clock_lines(c: dict[str, Any]) -> list[str]:
+    """One clock: where it stands, then why: what started, paused and stopped it, the terms, and
+    for an SLA clock where its time went."""
+    p = printable
+    stands = (f"    {p(c['metric'])}#{c['cycle']}: {p(c['state'])}{' (at risk)' if c['at_risk'] else ''}, "
+              f"{format_duration(c['elapsed_seconds'])} of {format_duration(c['target_seconds'])}"
+              + (f", paused {format_duration(c['paused_seconds'])}" if c["paused_seconds"] else ""))
+    if c["breached_at"]:
+        stands += f", breached {_when(c['breached_at'])}"
+    elif c["stopped_at"] is None:
+        stands += f", due {_when(c['due_at'])}"
+    lines = [_wrapped(stands, indent=6)]
+    lines.append(_wrapped(f"      started {_when(c['started_at'])}" + (f" ({p(c['started_by'])})" if c["started_by"] else ""), indent=8))
+    for start, end in c["pauses"][:PAUSES_SHOWN]:
+        lines.append(f"      paused {_when(start)} -> {_when(end)}")
+    if len(c["pauses"]) > PAUSES_SHOWN:
+        lines.append(f"      ... and {len(c['pauses']) - PAUSES_SHOWN} more pauses (status TICKET --json lists them all)")
+    if c["stopped_at"] is None:
+        lines.append("      running" + (" (paused now)" if c["state"] == "paused" else ""))
+    else:
+        lines.append(_wrapped(f"      stopped {_when(c['stopped_at'])}" + (f" ({p(c['stopped_by'])})" if c["stopped_by"] else ""),
+                              indent=8))
+    terms = c["terms"]
+    said = f"      terms: {p(terms['policy'])} version {p(terms['version'])}"
+    if terms["in_config"] == "current":
+        # the config's dates (midnight in the calendar's zone); "until" is exclusive, as in the config
+        dates = [f"in force from {terms['effective_from'][:10]}" if terms["effective_from"] else "",
+                 f"until {terms['effective_to'][:10]}" if terms["effective_to"] else ""]
+        said += "".join(f", {part}" for part in dates if part)
+    else:
+        said += " (the config now has another version)" if terms["in_config"] == "another version" else " (no longer in the config)"
+    lines.append(_wrapped(said, indent=8))
+    if c["kind"] == "sla" and c["attribution"]:
+        # the teams in the order they held the ticket, then the waits
+        shares = sorted(c["attribution"].items(), key=lambda share: ("paused", "third_party").index(share[0]) + 1
+                        if share[0] in ("paused", "third_party") else 0)
+        parts = ", ".join(f"{p(_share(key))} {format_duration(seconds)}" for key, seconds in shares)
+        lines.append(_wrapped(f"      time: {parts}", indent=8))
+    return lines
+
+
+def _share(key: str) -> str:
+    return {"third_party": "third party"}.get(key, key)
 
 
 # -- sandbox and demo -----------------------------------------------------------------------

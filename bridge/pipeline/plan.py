@@ -3,12 +3,17 @@
 Pure: tickets, clocks, the journal of past pushes and the markers the ticket's own history
 shows in; :class:`WritebackPlan` s out. The view of a ticket is its status field (``breached``,
 ``at_risk``, ``on_track`` or ``met``), two managed tags (``<prefix>at_risk``,
-``<prefix>breached``) and one internal note per breached clock (ticket, metric, cycle), which
-carries a stable marker so it is posted once, ever. What a source gets is what its
+``<prefix>breached``) and one internal note per breached clock (ticket, agreement, metric,
+cycle), which carries a stable marker so it is posted once, ever. What a source gets is what its
 ``writeback`` settings ask for, which the config loader has already fitted to what the helpdesk
 can write; which tickets accept a write at all is the connector's call
 (:meth:`~bridge.framework.contract.Connector.writable`). Only the difference is planned, so a
 run with nothing new sends nothing.
+
+**The field and the tags are the customer's.** They say where the ticket's ``sla`` clocks stand:
+an internal team's OLA or a vendor's underpinning contract running late does not make a ticket
+"breached" for the customer. Their breaches are noted all the same, each note naming its
+agreement (and its marker carrying it: :func:`note_marker`), with no service credit.
 
 **The ticket is the truth about its notes.** A note is on the ticket when the journal says it
 was sent *or* the ticket's pulled history shows its marker (``store.notes_seen``): a store
@@ -27,6 +32,7 @@ removes ``sla_at_risk`` by hand is not overruled until the SLA view itself chang
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,6 +47,8 @@ __all__ = [
     "REFUSAL_BACKOFF",
     "REFUSAL_BACKOFF_MAX",
     "Pushed",
+    "agreement_slug",
+    "customer_clocks",
     "intents",
     "marker_clock",
     "note_marker",
@@ -71,14 +79,31 @@ class Pushed:
     refusals: Mapping[str, int] = field(default_factory=dict)  # item -> times the source refused it so far
 
 
+def agreement_slug(agreement: str) -> str:
+    """``ola:2nd line`` -> ``ola-2nd-line``: the agreement as a marker can carry it (no spaces,
+    brackets or colons: :func:`bridge.model.markers_in` must find it, :func:`marker_clock` split it)."""
+    kind, _, scope = agreement.partition(":")
+    words = re.sub(r"[\W_]+", "-", scope.casefold()).strip("-")
+    return f"{kind}-{words}" if words else kind
+
+
 def note_marker(clock: Clock) -> str:
-    return f"[{MARKER_PREFIX}:{clock.ticket_id}:{clock.metric}:{clock.cycle}]"
+    """``[sla-bridge:zd:12:resolution:1]`` for an sla clock (the form notes on tickets already
+    carry); another agreement's puts its slug before the metric: ``[sla-bridge:zd:12:ola-2nd-line.resolution:1]``."""
+    metric = clock.metric if clock.kind == "sla" else f"{agreement_slug(clock.agreement)}.{clock.metric}"
+    return f"[{MARKER_PREFIX}:{clock.ticket_id}:{metric}:{clock.cycle}]"
 
 
 def marker_clock(marker: str) -> tuple[str, str, int]:
-    """``[sla-bridge:zd:12:resolution:1]`` -> (``zd:12``, ``resolution``, 1)."""
+    """``[sla-bridge:zd:12:resolution:1]`` -> (``zd:12``, ``resolution``, 1). Another agreement's
+    metric comes with its slug: ``ola-2nd-line.resolution``."""
     ticket_id, metric, cycle = marker.strip("[]").removeprefix(f"{MARKER_PREFIX}:").rsplit(":", 2)
     return ticket_id, metric, int(cycle)
+
+
+def customer_clocks(clocks: Iterable[Clock]) -> list[Clock]:
+    """The ticket's sla clocks: what its status field and tags reflect."""
+    return [clock for clock in clocks if clock.kind == "sla"]
 
 
 def status_value(clocks: Sequence[Clock]) -> str:
@@ -91,17 +116,27 @@ def status_value(clocks: Sequence[Clock]) -> str:
     return "met"
 
 
+def _breach_title(clock: Clock) -> str:
+    scope = clock.agreement.partition(":")[2]
+    if clock.kind == "ola":
+        return f"OLA breach (team {scope})"
+    if clock.kind == "uc":
+        return f"Underpinning contract breach ({scope})"
+    return "SLA breach"
+
+
 def note_text(clock: Clock, *, contract: str, credit: Mapping[str, Any] | None) -> str:
-    """What an agent reads: which target, by how much, under which contract, and what it costs."""
+    """What an agent reads: which agreement and target, by how much, under which contract, and
+    what it costs (only the customer's sla carries credits)."""
     metric = clock.metric.replace("_", " ")
     lines = [
-        f"SLA breach: {metric} target of {format_duration(clock.target_seconds)} (business time) "
+        f"{_breach_title(clock)}: {metric} target of {format_duration(clock.target_seconds)} (business time) "
         f"missed by {format_duration(clock.overrun_seconds)}.",
         f"Policy: {clock.policy}" + (f" ({contract})" if contract else "") + ".",
     ]
     if clock.breached_at is not None:
         lines.append(f"Breached at {clock.breached_at.strftime('%Y-%m-%d %H:%M UTC')}.")
-    if credit and credit.get("percent"):
+    if credit and credit.get("percent") and clock.kind == "sla":
         lines.append(
             f"Service credit earned: {credit['percent']:g}% of the monthly fee = {credit['amount']:,.2f} {credit['currency']}."
         )
@@ -123,14 +158,18 @@ def plan_ticket(
     contract: str = "",
     credits: Mapping[tuple[str, int], Mapping[str, Any]] | None = None,
     hold_notes: bool = False,
+    contracts: Mapping[str, str] | None = None,
 ) -> WritebackPlan | None:
     """The plan for one writable ticket, or None when it already shows its SLA view.
 
-    ``hold_notes``: plan no note (the ticket's history is not known to be fresh, so a note may be
-    on it already); fields and tags are idempotent and planned as ever.
+    ``credits`` are the sla clocks' by (metric, cycle); ``contracts`` the contract each policy
+    cites, by policy name (``contract`` where it names none). ``hold_notes``: plan no note (the
+    ticket's history is not known to be fresh, so a note may be on it already); fields and tags
+    are idempotent and planned as ever.
     """
     plan = WritebackPlan(ticket=ticket)
-    live = [c for c in clocks if c.state != "canceled"]  # a canceled or deleted ticket's clocks say nothing of the SLA
+    customer = customer_clocks(clocks)
+    live = [c for c in customer if c.state != "canceled"]  # a canceled or deleted ticket's clocks say nothing of the SLA
     if settings.status_field and live:
         value = status_value(live)
         if pushed.fields.get(settings.status_field) != value:
@@ -138,17 +177,18 @@ def plan_ticket(
     if settings.tags:
         managed = {f"{settings.tag_prefix}at_risk", f"{settings.tag_prefix}breached"}
         wanted = set()
-        if any(c.at_risk for c in clocks):
+        if any(c.at_risk for c in customer):
             wanted.add(f"{settings.tag_prefix}at_risk")
-        if any(c.breached for c in clocks):
+        if any(c.breached for c in customer):
             wanted.add(f"{settings.tag_prefix}breached")
         plan.add_tags = sorted(wanted - pushed.tags)
         maybe = pushed.maybe_tags | pushed.tags | (managed if pushed.tags_unknown else set())
         plan.remove_tags = sorted(maybe - wanted)
     if settings.notes and not hold_notes:
         for clock in notes_due(clocks, pushed):
-            credit = (credits or {}).get((clock.metric, clock.cycle))
-            plan.notes.append(Note(marker=note_marker(clock), body=note_text(clock, contract=contract, credit=credit)))
+            credit = (credits or {}).get((clock.metric, clock.cycle)) if clock.kind == "sla" else None
+            cited = (contracts or {}).get(clock.policy, contract)
+            plan.notes.append(Note(marker=note_marker(clock), body=note_text(clock, contract=cited, credit=credit)))
     return None if plan.is_empty() else plan
 
 

@@ -43,7 +43,7 @@ from bridge.pipeline.plan import (
     REFUSAL_BACKOFF_MAX,
     Pushed,
     intents,
-    marker_clock,
+    note_marker,
     notes_due,
     plan_ticket,
     pushed_from_journal,
@@ -185,8 +185,12 @@ class Push:
                 continue
             if found:
                 self.store.journal_confirm(row["ticket_id"], [row["item"]])
-            elif self.store.clock_state(*marker_clock(row["pending"])) != "breached":
+            elif not self._still_breached(row["ticket_id"], row["pending"]):
                 self.store.journal_forget(row["ticket_id"], row["item"])  # a late event un-breached it
+
+    def _still_breached(self, ticket_id: str, marker: str) -> bool:
+        """Whether the clock a note's marker names (of any agreement) is breached as stored."""
+        return any(clock.breached and note_marker(clock) == marker for clock in self.store.clocks([ticket_id]).get(ticket_id, []))
 
     def plans(self, size: int = 500, *, dry_run: bool = True) -> Iterator[list[tuple[WritebackPlan, Pushed]]]:
         """Plans in chunks of ``size`` tickets, so memory stays flat however large the store."""
@@ -210,7 +214,7 @@ class Push:
                 if self.hold_notes:
                     self.stats.notes_held += len(notes_due(own, pushed))
                 plan = plan_ticket(ticket, own, self.settings, pushed, contract=self.contracts.get(own[0].policy, ""),
-                                   credits=credits.get(ticket.id), hold_notes=self.hold_notes)
+                                   credits=credits.get(ticket.id), hold_notes=self.hold_notes, contracts=self.contracts)
                 if plan is not None:
                     plans.append((plan, pushed))
             yield plans

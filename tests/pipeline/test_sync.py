@@ -200,7 +200,10 @@ def test_status_shows_one_tickets_timeline(tmp_path):
     assert timeline.returncode == 0, timeline.stderr
     assert timeline.stdout.startswith(f"{first['key']} ({first['ticket_id']})")
     assert "Events:" in timeline.stdout and "Statuses:" in timeline.stdout and "Clocks:" in timeline.stdout
-    assert re.search(rf"{first['metric']}#1 breached: .* of .*, paused .*, due ", timeline.stdout)
+    # the worst clock: breached, how far over, and why it stands there (started, stopped or running, its terms)
+    assert re.search(rf"\n    {first['metric']}#1: breached, [0-9hms]+ of [0-9hms]+(, paused [0-9hms]+)?, breached [0-9-]+ [0-9:]+\n"
+                     rf"      started [0-9-]+ [0-9:]+ \(.+\)\n", timeline.stdout), timeline.stdout
+    assert re.search(r"\n      (stopped [0-9-]+ [0-9:]+ \(.+\)|running)\n      terms: \S+ version [0-9a-f]{12}\n", timeline.stdout)
     missing = cli(config, "status", "zd:99999")
     assert missing.returncode == 2 and "no ticket 'zd:99999' in the store" in missing.stderr
 
