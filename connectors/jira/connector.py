@@ -17,8 +17,10 @@ Requests, cheapest route first (BEHAVIOR.md has the figures and the reasons):
   and its comments (``fields=comment``): where those are complete (``total`` no more than what
   came), the page needs no other request;
 - history the search cut short (it keeps the newest histories and first comments only): the
-  bulk changelog ``POST /rest/api/3/changelog/bulkfetch`` filtered to status and priority, for all
-  such issues of a page in one walk; comments through ``GET /rest/api/3/issue/{id}/comment``.
+  bulk changelog ``POST /rest/api/3/changelog/bulkfetch`` filtered to status, priority and the
+  field mapped to the ``group`` role (if any), for all such issues of a page in one walk;
+  comments through ``GET /rest/api/3/issue/{id}/comment``. Group changes come from the same
+  changelogs as status changes: no request of their own.
 
 Write-back: ``PUT /rest/api/3/issue/{id}?notifyUsers=false`` with ``update.labels`` add and
 remove (never replacing an agent's labels) and the status field; internal notes through JSM's
@@ -76,7 +78,7 @@ BULK_IDS = 1000  # changelog/bulkfetch takes at most 1,000 issues
 AGENT_RANGE = 1000  # permission/search scans the first thousand users of the site, whatever maxResults says
 SLA_FIELD = "com.atlassian.servicedesk:sd-sla-field"
 AGENT_PERMISSION = "SERVICEDESK_AGENT"
-HISTORY_FIELDS = ["status", "priority"]
+HISTORY_FIELDS = ["status", "priority"]  # and the group role's field, where one is mapped
 # Fields every search asks for; the configured and JSM fields are added once resolved.
 SEARCH_FIELDS = ["summary", "status", "priority", "created", "updated", "resolutiondate", "labels", "reporter",
                  "assignee", "issuetype", "project", "comment"]
@@ -173,8 +175,13 @@ class JiraConnector(Connector):
         # Always asked for: an issue without a request type takes its note through the platform route.
         self._request_type = next((str(f["id"]) for f in fields if _schema(f).get("custom") == JSM_FIELDS["request_type"]), None)
         self._resolved = resolved
-        self.records = JiraRecords(self.name, self.config.url, self.values, resolved)
+        self.records = JiraRecords(self.name, self.config.url, self.values, resolved, group_name=_unique_name(resolved.get("group"), fields))
         return resolved
+
+    def _history_fields(self) -> list[str]:
+        """The fields the bulk changelog is filtered to: status, priority, and the group field."""
+        group = self.resolve_fields().get("group")
+        return list(dict.fromkeys([*HISTORY_FIELDS, *([group] if group else [])]))
 
     def _find(self, spec: str, fields: list[dict[str, Any]]) -> tuple[str | None, str]:
         """(field id, "") or (None, why not) for a configured field spec."""
@@ -335,7 +342,7 @@ class JiraConnector(Connector):
         for offset in range(0, len(short), BULK_IDS):
             chunk = short[offset : offset + BULK_IDS]
             request = Request("/rest/api/3/changelog/bulkfetch", method="POST", idempotent=True,
-                              json={"issueIdsOrKeys": chunk, "fieldIds": HISTORY_FIELDS, "maxResults": 1000})
+                              json={"issueIdsOrKeys": chunk, "fieldIds": self._history_fields(), "maxResults": 1000})
             for data in paginate(self.http, request, TokenPaginator(in_body=True)):
                 for log_ in (data or {}).get("issueChangeLogs") or []:
                     if isinstance(log_, dict) and str(log_.get("issueId")) in by_id:
@@ -362,7 +369,7 @@ class JiraConnector(Connector):
                 yield QuarantinedRecord(self.name, number, str(error),
                                         {"changeHistories": histories.get(number), "comments": comments.get(number)})
                 continue
-            yield from (e for e in events if number in self._short_history or e.kind not in ("status", "priority"))
+            yield from (e for e in events if number in self._short_history or e.kind not in ("status", "priority", "group"))
         self._short_history.difference_update(by_id)
         self._short_comments.difference_update(by_id)
 
@@ -575,6 +582,16 @@ def _complete(container: Any, key: str) -> list[Any] | None:
     if not isinstance(total, int) or isinstance(total, bool) or start or total > len(items):
         return None  # cut short, or not known to be whole: fetched whole
     return items
+
+
+def _unique_name(field_id: str | None, fields: list[dict[str, Any]]) -> str | None:
+    """The name of a field no other field of the site shares (None if it is shared, or unknown):
+    a changelog item without a ``fieldId`` names its custom field only by it."""
+    named = next((f.get("name") for f in fields if f["id"] == field_id), None) if field_id else None
+    if not isinstance(named, str) or not named:
+        return None
+    same = [f for f in fields if isinstance(f.get("name"), str) and f["name"].casefold() == named.casefold()]
+    return named if len(same) == 1 else None
 
 
 def _schema(field: Mapping[str, Any]) -> Mapping[str, Any]:

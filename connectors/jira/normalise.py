@@ -12,6 +12,12 @@ What is handled here (see ../shared/reference/jira-api.md, sections 2.3, 3, 4.5,
 - Changelog items carry ids (``from``/``to``) and names (``fromString``/``toString``); "Link"
   items have no ``fieldId``, and a custom field may be *named* "Status" (its ``fieldId`` is
   ``customfield_…``), so an item is a status change by its ``fieldId`` when it has one.
+- The field mapped to the ``group`` role (a select, a group picker, a Team field) is read from
+  the same changelog: each change is a ``group`` event whose names are the item's display
+  strings, the text :meth:`JiraRecords.ticket` takes for ``Ticket.group`` (an option's value, a
+  group's or team's name); an item that carries no display string (possibly a deleted group,
+  or a Team item shown by id) keeps its raw id, never dropped. A custom item without a
+  ``fieldId`` is matched by the field's name, when the connector knows it.
 - Comments come in two shapes: platform comments (``created`` a string, ``body`` ADF in v3 or
   text in v2, internal when ``jsdPublic`` is false or the ``sd.public.comment`` property says
   ``internal: true``) and JSM request comments (``created`` a ``DateDTO``, ``body`` text,
@@ -76,11 +82,16 @@ class JiraRecords:
     ``components``); the connector resolves names from the config through ``/rest/api/3/field``.
     """
 
-    def __init__(self, source: str, base_url: str, values: ValueMapper, fields: Mapping[str, str]) -> None:
+    def __init__(self, source: str, base_url: str, values: ValueMapper, fields: Mapping[str, str],
+                 *, group_name: str | None = None) -> None:
+        """``group_name`` is the display name of the field ``fields["group"]`` names, where the
+        site's field list gives it one no other field shares: a changelog item of that custom
+        field that comes without a ``fieldId`` is then still read as a group change."""
         self.source = source
         self.base_url = base_url.rstrip("/")
         self.values = values
         self.fields = fields
+        self.group_name = group_name
 
     def ticket(self, raw: Any, context: object = None) -> list[Ticket]:
         """One issue from ``/rest/api/3/search/jql`` (or ``issue/bulkfetch``); ``context`` is unused."""
@@ -142,10 +153,11 @@ class JiraRecords:
         return None if spec is None else _value_text(fields.get(spec))
 
     def events(self, issue_id: Any, histories: Any, comments: Any, roster: AgentRoster, *, scope: str = "") -> list[TicketEvent]:
-        """The history of one issue that matters: status and priority changes from its changelog
-        (``values`` of ``issue/{key}/changelog``, or ``changeHistories`` of ``changelog/bulkfetch``),
-        replies from its public comments (an agent's iff ``roster`` says the author was an agent
-        when they wrote it), and the sla-bridge markers in its internal comments.
+        """The history of one issue that matters: status, priority and (where the ``group`` role is
+        mapped) group changes from its changelog (``values`` of ``issue/{key}/changelog``, or
+        ``changeHistories`` of ``changelog/bulkfetch``), replies from its public comments (an
+        agent's iff ``roster`` says the author was an agent when they wrote it), and the
+        sla-bridge markers in its internal comments.
 
         ``issue_id`` is the numeric issue id (``Ticket.external_id``), never the key: the events
         must land on the same ticket as :meth:`ticket`'s. ``scope`` (the issue's project key)
@@ -178,17 +190,23 @@ class JiraRecords:
         if not isinstance(items, list):
             raise ValueError(f"{where}: items is {type(items).__name__}, not a list")
         at: datetime | None = None
-        seen = {"status": 0, "priority": 0}
+        seen = {"status": 0, "priority": 0, "group": 0}
         for item in items:
             if not isinstance(item, Mapping):
                 raise ValueError(f"{where}: an item is {item!r:.80}, not an object")
-            field = item.get("fieldId") if "fieldId" in item else item.get("field")
-            if field not in seen:
+            field = self._item_field(item)
+            if field is None:
                 continue
             at = at or _moment(history.get("created"), f"{where}: created")
             # Counted per field, so that the id is the same whether the history came whole
             # (issue changelog) or filtered to these fields (changelog/bulkfetch fieldIds).
             seen[field] += 1
+            if field == "group":
+                yield TicketEvent(ticket_id, f"g{history['id']}:{seen[field]}", "group", at,
+                                  from_value=_shown(item.get("from"), item.get("fromString"), f"{where}: group from"),
+                                  to_value=_shown(item.get("to"), item.get("toString"), f"{where}: group to"),
+                                  author=_account(history.get("author"), f"{where}: author"))
+                continue
             table = self.values.statuses if field == "status" else self.values.priorities
             before = _pick(item.get("from"), item.get("fromString"), table, f"{where}: {field} from")
             after = _pick(item.get("to"), item.get("toString"), table, f"{where}: {field} to")
@@ -201,6 +219,29 @@ class JiraRecords:
                 yield TicketEvent(ticket_id, f"p{history['id']}:{seen[field]}", "priority", at,
                                   from_value=self.values.priority(before) if before else None,
                                   to_value=self.values.priority(after) if after else None)
+
+    def _item_field(self, item: Mapping[str, Any]) -> str | None:
+        """Which history this changelog item belongs to: "status", "priority", "group" or none.
+
+        By ``fieldId`` where the item has one (a custom field may be *named* "Status"); else by
+        ``field``, which is the field's name for a custom item (compared without case: Jira is
+        not consistent in it) and the id for Jira's own.
+        """
+        group = self.fields.get("group")
+        if "fieldId" in item:
+            ident = item.get("fieldId")
+            if ident in ("status", "priority"):
+                return str(ident)
+            return "group" if group is not None and ident == group else None
+        name = item.get("field")
+        if name in ("status", "priority"):
+            return str(name)
+        if group is None or not isinstance(name, str):
+            return None
+        if item.get("fieldtype") == "custom":
+            named = self.group_name is not None and name.casefold() == self.group_name.casefold()
+            return "group" if named and group.startswith("customfield_") else None
+        return "group" if name == group else None
 
     def _comment(self, ticket_id: str, name: str, comment: Any, roster: AgentRoster, scope: str) -> list[TicketEvent]:
         if not isinstance(comment, Mapping) or not isinstance(comment.get("id"), str | int):
@@ -321,6 +362,17 @@ def _pick(ident: Any, label: Any, table: Mapping[str, str], what: str) -> str | 
     if ident_text is not None and ident_text in table:
         return ident_text
     return label_text or ident_text
+
+
+def _shown(ident: Any, label: Any, what: str) -> str | None:
+    """A group as a change item names it: its display string (an option's value, a group's or a
+    team's name, as ``Ticket.group`` takes it from the field), else the raw id the item carries
+    (a group deleted since, or an item Jira shows by id only), else None (no group)."""
+    for value in (ident, label):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+            raise ValueError(f"{what} is {value!r:.80}, not a value")
+    label_text = _text(label)
+    return label_text if label_text is not None and label_text.strip() else _text(ident)
 
 
 def _account(user: Any, what: str) -> str | None:

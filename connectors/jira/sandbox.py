@@ -52,14 +52,18 @@ sections 2 to 6, 9 and 11; the platform and JSM OpenAPI documents in ../shared/v
   Organizations (``[{id, name, _links}]``), the SLA fields (names localised by ``language``) with
   ``SlaInformationDTO`` values and their "nothing" shapes (null for an issue without a request
   type; ``completedCycles: []`` and no ``ongoingCycle`` where no goal applies; the error object of
-  a project that is no service project, through ``outside_service_desk``), "Service" (a select)
-  and "SLA status" (a single-line text field, the write-back target).
+  a project that is no service project, through ``outside_service_desk``), "Service" (a select),
+  "SLA status" (a single-line text field, the write-back target) and "Assignment group" (a
+  select with the story's groups as options: its value ``{self, value, id}``, and each handoff
+  of the story a changelog item of the field, ``from``/``to`` the option ids and
+  ``fromString``/``toString`` their values, like any select change; setting it at creation writes
+  no history, as in Jira).
 - Errors in the platform shape ``{"errorMessages", "errors"}`` and the JSM shape
   ``{"errorMessage", "i18nErrorMessage"}``, each where it applies; 401 for bad credentials. (The
   third shape, bulk operations' ``{"errors": [{"message"}]}``, belongs to routes not emulated.)
 - Hooks for tests: ``customer_replies``, ``agent_replies``, ``agent_edits``, ``noted``,
   ``long_history``, ``malform``, ``unknown_value``, ``downgrade``, ``edit_screen_lacks``,
-  ``outside_service_desk``; ``public_comments_by`` and ``api_comments`` prove what was made public.
+  ``outside_service_desk``, ``hand_off``; ``public_comments_by`` and ``api_comments`` prove what was made public.
 - Rate limits: a per-second burst window per endpoint and method (429, ``Retry-After``,
   ``X-RateLimit-Limit``/``-Remaining``/``-Reset``, ``RateLimit-Reason: jira-burst-based``) and a
   per-issue write limit (``jira-per-issue-on-write``). Search results may lag writes by
@@ -104,7 +108,7 @@ import httpx
 
 from bridge.framework.sandbox import WritebackSummary
 from connectors.kit.server import Query, SandboxServer, SlidingWindow, json_response
-from connectors.kit.story import AGENTS, CUSTOMERS, REQUESTERS, Step, TicketStory, tell
+from connectors.kit.story import AGENTS, CUSTOMERS, GROUPS, REQUESTERS, Step, TicketStory, tell
 
 __all__ = ["PROJECTS", "STATUSES", "JiraSandbox", "JqlError"]
 
@@ -129,6 +133,7 @@ ESCALATED = "10005"
 CATEGORIES = {"new": (2, "To Do", "blue-gray"), "indeterminate": (4, "In Progress", "yellow"), "done": (3, "Done", "green")}
 PRIORITIES = {"1": "Highest", "2": "High", "3": "Medium", "4": "Low", "5": "Lowest"}
 STORY_PRIORITIES = {"p1": "1", "p2": "2", "p3": "3", "p4": "4"}
+GROUP_OPTIONS = tuple(str(10200 + index) for index in range(len(GROUPS)))  # the "Assignment group" option id of each story group
 ISSUE_TYPES = {"incident": ("10004", "[System] Incident"), "question": ("10003", "[System] Service request"),
                "problem": ("10005", "[System] Problem"), "task": ("10006", "Task")}
 REQUEST_TYPES = {"incident": ("2", "Report a system problem"), "question": ("1", "Get IT help"),
@@ -218,6 +223,7 @@ class _Issue:
     request_type: bool
     service: str
     sla_status: str | None = None
+    group: int | None = None  # index into the story's GROUPS: the "Assignment group" option
     resolved: datetime | None = None
     status_changed: datetime | None = None
     histories: list[_History] = field(default_factory=list)
@@ -604,8 +610,9 @@ class JiraSandbox(SandboxServer):
     @staticmethod
     def _field_ids(field_seed: int) -> dict[str, str]:
         """Custom field ids differ on every site: drawn from ``field_seed``."""
+        # A role added later goes at the end: the sample draws its ids in order, so the others keep theirs.
         roles = ("request_type", "organizations", "first_response", "resolution", "service", "sla_status", "satisfaction",
-                 "participants")
+                 "participants", "group")
         numbers = random.Random(f"jira-fields:{field_seed}").sample(range(10010, 10700), len(roles))
         return {role: f"customfield_{number}" for role, number in zip(roles, numbers, strict=True)}
 
@@ -670,7 +677,7 @@ class JiraSandbox(SandboxServer):
             id=number, key=key, project=project, created=created, updated=created, type=story.type, status=WAITING_SUPPORT,
             priority=STORY_PRIORITIES[story.priority], labels=[story.tag], reporter=self.requesters[(story.customer, story.requester)],
             assignee=self.agents[(story.agent - 1) % len(self.agents)], customer=story.customer,
-            request_type=self._rng.random() >= 0.05, service=story.service, status_changed=created,
+            request_type=self._rng.random() >= 0.05, service=story.service, status_changed=created, group=story.group,
         )
         self.issues[number] = issue
         self._keys[key] = number
@@ -685,6 +692,8 @@ class JiraSandbox(SandboxServer):
             self.gone.add(number)
             return
         author = issue.reporter if step.actor == "requester" else issue.assignee or self.bot
+        if step.group is not None:  # a handoff: the agent moves the issue to another group
+            self._set_group(issue, step.group, author, moment)
         if step.public is not None and not step.first:  # the first step is the request itself (its description)
             text = f"Message on {issue.key}" if step.public else f"Internal: checking {issue.key} with 2nd line"
             self._comment(issue, author, text, step.public, moment)
@@ -775,6 +784,17 @@ class JiraSandbox(SandboxServer):
         self._history(issue, author, moment, [{"field": "priority", "fieldtype": "jira", "fieldId": "priority", "from": issue.priority,
                                                "fromString": PRIORITIES[issue.priority], "to": priority, "toString": PRIORITIES[priority]}])
         issue.priority = priority
+
+    def _set_group(self, issue: _Issue, group: int | None, author: str, moment: datetime) -> None:
+        """A select change: ``from``/``to`` the option ids, the strings their values."""
+        if group == issue.group:
+            return
+        def option(index: int | None) -> tuple[str | None, str | None]:
+            return (None, None) if index is None else (GROUP_OPTIONS[index], GROUPS[index])
+        (before, before_text), (after, after_text) = option(issue.group), option(group)
+        self._history(issue, author, moment, [{"field": self._custom_name("group"), "fieldtype": "custom", "fieldId": self.field_ids["group"],
+                                               "from": before, "fromString": before_text, "to": after, "toString": after_text}])
+        issue.group = group
 
     def _set_text(self, issue: _Issue, role: str, value: str | None, author: str, moment: datetime) -> None:
         before = issue.sla_status if role == "sla_status" else issue.service
@@ -890,6 +910,13 @@ class JiraSandbox(SandboxServer):
         with self._lock:
             self.screen_lacks.add(field_id)
 
+    def hand_off(self, number: int, group: int | None, at: datetime | None = None) -> None:
+        """The assignee hands issue ``number`` to ``GROUPS[group]`` (None: clears the group)."""
+        with self._lock:
+            issue = self.issues[number]
+            self._before_change(issue)
+            self._set_group(issue, group, issue.assignee or self.agents[0], at or self.now())
+
     def outside_service_desk(self, number: int) -> None:
         """The issue's SLA fields answer as outside a service project (the error object)."""
         with self._lock:
@@ -912,7 +939,7 @@ class JiraSandbox(SandboxServer):
             "start": (self.anchor - timedelta(days=100)).date().isoformat(),
             "auth": {"email": self.email, "token_env": token_env},
             "projects": list(PROJECTS),
-            "fields": {"customer": "organizations", "service": "name:Service"},
+            "fields": {"customer": "organizations", "service": "name:Service", "group": "name:Assignment group"},
             "writeback": {"enabled": True, "status_field": self.field_ids["sla_status"]},
         }
 
@@ -937,7 +964,7 @@ class JiraSandbox(SandboxServer):
     def _custom_name(self, role: str) -> str:
         first, resolution = SLA_NAMES[self.language]
         return {"request_type": "Request Type", "organizations": "Organizations", "first_response": first, "resolution": resolution,
-                "service": "Service", "sla_status": "SLA status", "satisfaction": "Satisfaction",
+                "service": "Service", "sla_status": "SLA status", "satisfaction": "Satisfaction", "group": "Assignment group",
                 "participants": "Request participants"}[role]
 
     def stamp(self, moment: datetime) -> str:
@@ -1104,6 +1131,12 @@ class JiraSandbox(SandboxServer):
         option = 10100 + ["email", "vpn", "printing"].index(issue.service)
         return {"self": self.link(f"/rest/api/3/customFieldOption/{option}"), "value": issue.service, "id": str(option)}
 
+    def _group_value(self, issue: _Issue) -> dict[str, Any] | None:
+        if issue.group is None:
+            return None
+        option = GROUP_OPTIONS[issue.group]
+        return {"self": self.link(f"/rest/api/3/customFieldOption/{option}"), "value": GROUPS[issue.group], "id": option}
+
     def _field_renderers(self, issue: _Issue) -> dict[str, Callable[[], Any]]:
         """Every field of the issue, in the site's order, each rendered only when called: a search
         page renders only the fields it was asked for (the SLA fields are the dear ones)."""
@@ -1135,6 +1168,7 @@ class JiraSandbox(SandboxServer):
             self.field_ids["first_response"]: lambda: self._sla_value(issue, "first_response"),
             self.field_ids["resolution"]: lambda: self._sla_value(issue, "resolution"),
             self.field_ids["service"]: lambda: self._service_value(issue),
+            self.field_ids["group"]: lambda: self._group_value(issue),
             self.field_ids["sla_status"]: lambda: issue.sla_status,
             self.field_ids["satisfaction"]: lambda: None,
             self.field_ids["participants"]: lambda: [],
@@ -1202,6 +1236,7 @@ class JiraSandbox(SandboxServer):
             custom("first_response", "sd-servicelevelagreement", jsm + "sd-sla-field"),
             custom("resolution", "sd-servicelevelagreement", jsm + "sd-sla-field"),
             custom("service", "option", plugin + "select"),
+            custom("group", "option", plugin + "select"),
             custom("sla_status", "string", plugin + "textfield"),
             custom("satisfaction", "sd-feedback", jsm + "sd-request-feedback"),
             custom("participants", "array", jsm + "sd-request-participants", "user"),

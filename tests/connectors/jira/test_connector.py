@@ -41,6 +41,8 @@ SITE_FIELDS = [
      "schema": {"type": "option", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:select", "customId": 10777}},
     {"id": "customfield_10901", "name": "SLA status", "custom": True,
      "schema": {"type": "string", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textfield", "customId": 10901}},
+    {"id": "customfield_10888", "name": "Assignment group", "custom": True,
+     "schema": {"type": "option", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:select", "customId": 10888}},
 ]
 
 
@@ -185,6 +187,48 @@ def test_a_changelog_longer_than_the_inline_cap_is_read_whole_from_the_bulk_chan
     assert sent[0]["issueIdsOrKeys"] == ["7"] and sent[0]["fieldIds"] == ["status", "priority"]  # issue 8 was whole
     assert sent[1]["nextPageToken"] == "b2"
     assert [e.kind for e in events if e.ticket_id == "jsm:8"].count("status") == 1
+
+
+def handoff(history_id: str, created: str, before: tuple[str, str] | None, after: tuple[str, str] | None, *,
+            field_id: bool = True) -> dict[str, Any]:
+    """A change of the "Assignment group" select, as the changelog carries it (reference §3)."""
+    item: dict[str, Any] = {"field": "Assignment group", "fieldtype": "custom", "from": before and before[0],
+                            "fromString": before and before[1], "to": after and after[0], "toString": after and after[1]}
+    if field_id:
+        item["fieldId"] = "customfield_10888"
+    return {"id": history_id, "created": created, "author": AGENT, "items": [item]}
+
+
+@respx.mock
+def test_group_changes_come_from_the_changelogs_already_read_and_the_bulk_one_asks_for_the_group_field(
+        monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> None:
+    connector = make(monkeypatch, sleeps, fields={"service": "name:Service", "group": "name:Assignment group"})
+    site()
+    support, second = ("10200", "Support"), ("10201", "2nd line")
+    # Issue 7's changelog is whole in the page; one item comes without a fieldId (some custom items do).
+    inline = [handoff("701", "2026-10-01T10:00:00.000+0200", support, second),
+              handoff("702", "2026-10-01T11:00:00.000+0200", second, support, field_id=False)]
+    # Issue 8's was cut: the bulk changelog brings it whole.
+    cut = [handoff("801", "2026-10-01T12:00:00.000+0200", None, second)] + [
+        {"id": str(810 + n), "created": "2026-10-01T12:30:00.000+0200", "author": AGENT,
+         "items": [{"field": "status", "fieldId": "status", "from": "3", "fromString": "In Progress", "to": "10002",
+                    "toString": "Waiting for customer"}]} for n in range(25)]
+    issue7, issue8 = raw_issue(7, histories=inline), raw_issue(8, histories=cut[-20:], total=len(cut))
+    for issue, current in ((issue7, support), (issue8, second)):
+        issue["fields"]["customfield_10888"] = {"self": f"{URL}/rest/api/3/customFieldOption/{current[0]}", "value": current[1], "id": current[0]}
+    search = respx.post(SEARCH).mock(return_value=httpx.Response(200, json={"issues": [issue7, issue8], "isLast": True}))
+    bulk = respx.post(BULK).mock(return_value=httpx.Response(200, json={"issueChangeLogs": [{"issueId": "8", "changeHistories": cut}]}))
+    found = list(pages(connector, now=NOW))
+    groups = sorted((e.ticket_id, e.event_id, e.from_value, e.to_value, e.author) for p in found for e in p.events if e.kind == "group")
+    assert groups == [
+        ("jsm:7", "g701:1", "Support", "2nd line", "agent-1"),
+        ("jsm:7", "g702:1", "2nd line", "Support", "agent-1"),
+        ("jsm:8", "g801:1", None, "2nd line", "agent-1"),
+    ]
+    assert {t.key: t.group for p in found for t in p.tickets} == {"SUP-7": "Support", "SUP-8": "2nd line"}
+    assert "customfield_10888" in bodies(search)[0]["fields"]
+    assert [b["fieldIds"] for b in bodies(bulk)] == [["status", "priority", "customfield_10888"]]
+    assert connector.http.requests_made == 4  # fields, agents, one search page, one bulk changelog: none for the groups
 
 
 @respx.mock

@@ -154,3 +154,44 @@ def test_a_change_the_search_shows_late_is_pulled_by_a_later_run(tmp_path: Path,
             clock.now += timedelta(minutes=5)
             pull_source(config, store, "jira", clock.now)
             assert store.ticket(f"jira:{late}").tags == ["late"]
+
+
+def test_handed_off_issues_reach_the_store_with_their_group_history_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The story's handoffs, a handoff whose changelog the search cuts (read through the bulk
+    changelog), and one made between two runs: each is a `group` event in ticket_events, named
+    as the ticket's group is."""
+    clock = Clock(ANCHOR)
+    sandbox = JiraSandbox(200, seed=5, anchor=ANCHOR, clock=clock, burst_per_second=None, issue_writes=None)
+    monkeypatch.setenv("JIRA_TOKEN", sandbox.token)
+    group = sandbox.field_ids["group"]
+
+    def handoffs(number: int) -> list[str]:
+        return [str(h.id) for h in sandbox.issues[number].histories if any(i.get("fieldId") == group for i in h.items)]
+
+    handed = [n for n in sorted(sandbox.issues) if handoffs(n)]
+    assert len(handed) >= 3
+    cut = handed[0]
+    sandbox.long_history(cut, 40)  # its handoff is now older than the 20 histories the search embeds
+    later = next(n for n, i in sorted(sandbox.issues.items()) if i.group == 0 and not handoffs(n) and i.status not in ("6", "10003"))
+    with sandbox.serve() as url:
+        config = config_for(sandbox, url, tmp_path)
+        with Store.open(tmp_path / "store.db") as store:
+            pull_source(config, store, "jira", clock.now)
+            clock.now += timedelta(minutes=3)
+            sandbox.hand_off(later, 1)
+            clock.now += timedelta(minutes=2)
+            pull_source(config, store, "jira", clock.now)
+    db = sqlite3.connect(tmp_path / "store.db")
+    rows = db.execute("select ticket_id, event_id, from_value, to_value, author from ticket_events where kind = 'group' "
+                      "order by ticket_id, at").fetchall()
+    by_ticket: dict[str, list[tuple[str, str, str, str]]] = {}
+    for ticket_id, event_id, before, after, author in rows:
+        by_ticket.setdefault(ticket_id, []).append((event_id, before, after, author))
+    assert set(by_ticket) == {f"jira:{n}" for n in [*handed, later]}
+    for number in [*handed, later]:
+        [history] = handoffs(number)
+        agent = sandbox.issues[number].assignee
+        assert by_ticket[f"jira:{number}"] == [(f"g{history}:1", "Support", "2nd line", agent)], number
+    wanted = [f"jira:{n}" for n in [*handed, later]]
+    groups = dict(db.execute(f'select id, "group" from tickets where id in ({",".join("?" * len(wanted))})', wanted).fetchall())
+    assert set(groups.values()) == {"2nd line"}  # the ticket's group and the history's last name are one text

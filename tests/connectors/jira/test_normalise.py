@@ -169,6 +169,86 @@ def test_a_status_change_without_a_time_raises_naming_the_issue_and_history() ->
         records().events("10457", [history], [], AgentRoster())
 
 
+# -- the group role's history (OLAs) ---------------------------------------------------------
+# A select change as the changelog carries it (reference §3: item = {field, fieldtype, fieldId,
+# from, fromString, to, toString}; for a select, from/to are option ids and the strings the
+# options' values). The field is the one the admin mapped to the `group` role.
+TEAM = "customfield_10650"
+GROUP_HISTORIES: list[dict[str, Any]] = [
+    {"id": "20001", "author": {"accountId": AGENT, "accountType": "atlassian"}, "created": "2026-10-31T09:00:00.000+0100",
+     "items": [
+         {"field": "Assignment group", "fieldtype": "custom", "fieldId": TEAM, "from": "10200", "fromString": "Support",
+          "to": "10201", "toString": "2nd line"},
+         {"field": "status", "fieldtype": "jira", "fieldId": "status", "from": "10006", "fromString": "Waiting for support",
+          "to": "3", "toString": "In Progress"},
+     ]},
+    {"id": "20002", "author": {"accountId": AGENT, "accountType": "atlassian"}, "created": "2026-10-31T10:15:00.000+0100",
+     "items": [
+         {"field": "labels", "fieldtype": "jira", "fieldId": "labels", "from": None, "fromString": "", "to": None, "toString": "vip"},
+         {"field": "Assignment group", "fieldtype": "custom", "fieldId": TEAM, "from": "10201", "fromString": "2nd line",
+          "to": None, "toString": None},
+     ]},
+]
+
+
+def test_a_group_change_in_the_changelog_is_a_group_event_with_the_names_the_ticket_carries() -> None:
+    team = records(fields={"group": TEAM})
+    events = [e for e in team.events("10457", copy.deepcopy(GROUP_HISTORIES), [], AgentRoster()) if e.kind == "group"]
+    assert [(e.event_id, e.at, e.from_value, e.to_value, e.author) for e in events] == [
+        ("g20001:1", utc(2026, 10, 31, 8, 0), "Support", "2nd line", AGENT),
+        ("g20002:1", utc(2026, 10, 31, 9, 15), "2nd line", None, AGENT),  # the group cleared
+    ]
+    # The ticket's current group is the option's value, the same text the history names it by.
+    issue = copy.deepcopy(ISSUE)
+    issue["fields"][TEAM] = {"self": "https://acme.atlassian.net/rest/api/3/customFieldOption/10201", "value": "2nd line", "id": "10201"}
+    [ticket] = team.ticket(issue)
+    assert ticket.group == "2nd line"
+
+
+def test_without_a_group_role_the_same_changelog_has_no_group_events() -> None:
+    events = records().events("10457", copy.deepcopy(GROUP_HISTORIES), [], AgentRoster())
+    assert [e.kind for e in events] == ["status"]
+
+
+def test_group_event_ids_are_the_same_from_the_bulk_changelog_filtered_to_the_group_field() -> None:
+    filtered = copy.deepcopy(GROUP_HISTORIES)
+    for history in filtered:
+        history["items"] = [item for item in history["items"] if item.get("fieldId") == TEAM]
+    team = records(fields={"group": TEAM})
+    whole = [e.event_id for e in team.events("10457", copy.deepcopy(GROUP_HISTORIES), [], AgentRoster()) if e.kind == "group"]
+    assert [e.event_id for e in team.events("10457", filtered, [], AgentRoster())] == whole == ["g20001:1", "g20002:1"]
+
+
+def test_a_group_item_without_a_display_string_keeps_the_raw_id_and_is_not_dropped() -> None:
+    """A deleted group, or a Team item Jira shows by id only: the id's text stands for the name."""
+    history = {"id": "20003", "author": {"accountId": AGENT}, "created": "2026-10-31T11:00:00.000+0100",
+               "items": [{"field": "Team", "fieldtype": "custom", "fieldId": TEAM, "from": "10299", "fromString": None,
+                          "to": "ec74d716-af36-4b3c-950f-f79213d08f71-1809", "toString": ""}]}
+    [event] = records(fields={"group": TEAM}).events("10457", [history], [], AgentRoster())
+    assert (event.kind, event.from_value, event.to_value) == ("group", "10299", "ec74d716-af36-4b3c-950f-f79213d08f71-1809")
+
+
+def test_a_custom_group_item_without_a_field_id_is_matched_by_the_fields_name() -> None:
+    # fieldId is absent on some custom items; their `field` is the field's name, in any case.
+    history = {"id": "20004", "created": "2026-10-31T11:00:00.000+0100",
+               "items": [{"field": "assignment GROUP", "fieldtype": "custom", "from": "10200", "fromString": "Support",
+                          "to": "10201", "toString": "2nd line"},
+                         {"field": "Other", "fieldtype": "custom", "from": None, "fromString": None, "to": "1", "toString": "x"}]}
+    values = ValueMapper(statuses=DEFAULT_STATUSES, priorities=DEFAULT_PRIORITIES)
+    named = JiraRecords("jsm", "https://acme.atlassian.net", values, {"group": TEAM}, group_name="Assignment group")
+    [event] = named.events("10457", [copy.deepcopy(history)], [], AgentRoster())
+    assert (event.event_id, event.from_value, event.to_value, event.author) == ("g20004:1", "Support", "2nd line", None)
+    # Without the name (shared by two fields, or unknown) such an item names no field of ours.
+    assert records(fields={"group": TEAM}).events("10457", [copy.deepcopy(history)], [], AgentRoster()) == []
+
+
+def test_a_group_item_whose_value_is_not_a_value_raises_naming_the_history() -> None:
+    history = {"id": "20005", "created": "2026-10-31T11:00:00.000+0100",
+               "items": [{"fieldId": TEAM, "from": None, "fromString": None, "to": {"id": "1"}, "toString": None}]}
+    with pytest.raises(ValueError, match="issue id 10457: changelog history 20005: group to"):
+        records(fields={"group": TEAM}).events("10457", [history], [], AgentRoster())
+
+
 def adf(*content: Any) -> dict[str, Any]:
     return {"type": "doc", "version": 1, "content": list(content)}
 

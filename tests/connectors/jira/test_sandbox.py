@@ -18,6 +18,7 @@ import pytest
 
 from connectors.jira.config import JiraSourceConfig
 from connectors.jira.sandbox import JiraSandbox
+from connectors.kit.story import tell
 from tests.oas import load_spec
 
 ANCHOR = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
@@ -434,6 +435,48 @@ def test_bulkfetch_filters_by_field_and_orders_by_date_then_issue(box: JiraSandb
     assert items and {item["fieldId"] for item in items} == {"status"}
     expected = sum(1 for n in numbers for h in box.issues[n].histories if any(i["fieldId"] == "status" for i in h.items))
     assert sum(len(log["changeHistories"]) for log in logs) == expected
+
+
+def test_a_story_handoff_is_a_select_change_in_the_history_and_the_issue_is_in_that_group_now(box: JiraSandbox) -> None:
+    """The story hands some of first line's tickets to the 2nd line: Jira shows that as a change
+    of the "Assignment group" select (from/to the option ids, the strings their values,
+    reference §3), and the field's value follows it. Setting it at creation is no history."""
+    stories = {s.number: s for s in tell(150, seed=3, latest=ANCHOR - timedelta(minutes=5))}
+    handed = [n for n, s in sorted(stories.items()) if any(step.group == 1 for step in s.steps) and n in box.issues]
+    born_second = next(n for n, s in sorted(stories.items()) if s.group == 1 and n in box.issues)
+    assert handed
+    number = handed[0]
+    step = next(step for step in stories[number].steps if step.group is not None)
+    group = box.field_ids["group"]
+    with client(box) as http:
+        fields = http.get("/rest/api/3/field").json()
+        changelog = http.get(f"/rest/api/3/issue/{number}/changelog").json()["values"]
+        value = http.get(f"/rest/api/3/issue/{number}", params={"fields": group}).json()["fields"][group]
+        bulk = http.post("/rest/api/3/changelog/bulkfetch", json={"issueIdsOrKeys": [str(number), str(born_second)],
+                                                                  "fieldIds": [group]}).json()
+        born = http.get(f"/rest/api/3/issue/{born_second}", params={"fields": group}).json()["fields"][group]
+    [field] = [f for f in fields if f["id"] == group]
+    assert (field["name"], field["schema"]["type"], field["schema"]["custom"]) == (
+        "Assignment group", "option", "com.atlassian.jira.plugin.system.customfieldtypes:select")
+    changes = [(h, item) for h in changelog for item in h["items"] if item.get("fieldId") == group]
+    [(history, item)] = changes
+    assert item == {"field": "Assignment group", "fieldtype": "custom", "fieldId": group,
+                    "from": "10200", "fromString": "Support", "to": "10201", "toString": "2nd line"}
+    moved = datetime.fromisoformat(history["created"])
+    assert timedelta(0) <= moved - step.at < timedelta(seconds=1)  # the step's time, with Jira's milliseconds
+    assert (value["value"], value["id"]) == ("2nd line", "10201")
+    [log] = bulk["issueChangeLogs"]  # the issue created in the 2nd line has no group history
+    assert log["issueId"] == str(number) and [h["items"] for h in log["changeHistories"]] == [[item]]
+    assert (born["value"], born["id"]) == ("2nd line", "10201")
+
+
+def test_a_hand_off_moves_the_group_and_writes_one_history(fresh: JiraSandbox) -> None:
+    number = next(n for n, i in sorted(fresh.issues.items()) if i.group == 0)
+    before = len(fresh.issues[number].histories)
+    fresh.hand_off(number, 1, at=ANCHOR - timedelta(minutes=1))
+    fresh.hand_off(number, 1, at=ANCHOR)  # already there: no change, no history
+    assert fresh.issues[number].group == 1 and len(fresh.issues[number].histories) == before + 1
+    assert fresh.issues[number].updated == ANCHOR - timedelta(minutes=1)
 
 
 @pytest.mark.parametrize("body", [
@@ -887,13 +930,13 @@ def test_the_connectors_normaliser_reads_every_issue_and_its_whole_history(box: 
 
     f = box.field_ids
     values = ValueMapper(statuses=DEFAULT_STATUSES, priorities=DEFAULT_PRIORITIES)
-    records = JiraRecords("src", box.base_url, values, {"customer": f["organizations"], "service": f["service"]})
+    records = JiraRecords("src", box.base_url, values, {"customer": f["organizations"], "service": f["service"], "group": f["group"]})
     with client(box) as http:
         raws = [i for page in walk(http, "project in (SUP, OPS) ORDER BY updated ASC, key ASC",
                                    fields=[*FIELDS, *f.values()], expand="changelog", maxResults=100) for i in page["issues"]]
         agents = {u["accountId"] for u in http.get("/rest/api/3/user/permission/search",
                                                    params={"permissions": "SERVICEDESK_AGENT", "projectKey": "SUP", "maxResults": 1000}).json()}
-        logs = http.post("/rest/api/3/changelog/bulkfetch", json={"issueIdsOrKeys": [r["id"] for r in raws], "fieldIds": ["status", "priority"],
+        logs = http.post("/rest/api/3/changelog/bulkfetch", json={"issueIdsOrKeys": [r["id"] for r in raws], "fieldIds": ["status", "priority", f["group"]],
                                                                   "maxResults": 10000}).json()
     roster = AgentRoster()
     roster.observe(agents, datetime(2026, 1, 1, tzinfo=UTC))
@@ -903,7 +946,11 @@ def test_the_connectors_normaliser_reads_every_issue_and_its_whole_history(box: 
     assert {t.customer for t in tickets} == {"ACME Ltd", "Globex", "Initech"} and {t.service for t in tickets} == {"email", "vpn", "printing"}
     events = [e for raw in raws for e in records.events(raw["id"], histories.get(raw["id"], []), raw["fields"]["comment"]["comments"], roster)]
     kinds = {e.kind for e in events}
-    assert {"status", "agent_reply", "customer_reply"} <= kinds
+    assert {"status", "group", "agent_reply", "customer_reply"} <= kinds
+    # Each handed-off issue's last group change names the group its ticket is in now.
+    last = {e.ticket_id: e.to_value for e in sorted((e for e in events if e.kind == "group"), key=lambda e: e.at)}
+    assert last and all(t.group == last[t.id] == "2nd line" for t in tickets if t.id in last)
+    assert {t.group for t in tickets} == {"Support", "2nd line"}
     licensed = {uid for uid, a in box.accounts.items() if a.kind == "atlassian" and not a.agent}
     by_licensed = [e for e in events if e.author in licensed]
     assert by_licensed and all(e.kind == "customer_reply" for e in by_licensed)  # a licence is not an agent
