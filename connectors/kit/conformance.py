@@ -44,13 +44,16 @@ import httpx
 import pytest
 
 from bridge.config import Config, load_config
+from bridge.edges.store import clock_from_row
 from bridge.errors import OffOriginLink
 from bridge.framework import registry
 from bridge.framework.sandbox import WritebackSummary
 from bridge.pipeline.connect import open_connector
 from bridge.pipeline.demo import source_table
+from bridge.pipeline.plan import note_marker
 from bridge.pipeline.report import RunReport
 from bridge.pipeline.run import PHASES, run_pipeline
+from connectors.kit.story import GROUPS
 
 __all__ = ["ANCHOR", "CRASH_POINTS", "ConformanceSuite", "Fake", "Harness", "external_id", "sandbox_harness", "suite_for"]
 
@@ -75,6 +78,12 @@ contract = "Conformance terms"
 targets.first_response = {{ p1 = "30m", p2 = "1h", p3 = "2h", p4 = "4h", p5 = "8h" }}
 targets.resolution = {{ p1 = "4h", p2 = "8h", p3 = "16h", p4 = "24h", p5 = "48h" }}
 credits = {{ currency = "EUR", monthly_fee = 1000, per_breach = [{{ over = "0%", percent = 1 }}] }}
+
+[[policies]]
+name = "conformance-ola"
+kind = "ola"
+team = "2nd line"
+targets.resolution = {{ p1 = "1h", p2 = "2h", p3 = "4h", p4 = "8h", p5 = "16h" }}
 """
 
 
@@ -163,7 +172,8 @@ def end_state(store: Path) -> dict[str, list[tuple[Any, ...]]]:
     return {
         "tickets": db.execute("select id, status, priority, customer, version, tags from tickets order by id").fetchall(),
         "events": db.execute("select ticket_id, event_id, kind, at, to_value from ticket_events order by 1, 2").fetchall(),
-        "clocks": db.execute("select ticket_id, metric, cycle, state, elapsed_seconds, due_at, breached_at from sla_clocks order by 1, 2, 3").fetchall(),
+        "clocks": db.execute("select ticket_id, agreement, metric, cycle, state, elapsed_seconds, due_at, breached_at from sla_clocks "
+                             "order by 1, 2, 3, 4").fetchall(),
         "journal": db.execute("select ticket_id, item, value, state from writebacks order by 1, 2").fetchall(),
     }
 
@@ -190,6 +200,21 @@ class ConformanceSuite:
         monkeypatch.setattr("bridge.edges.http.time.sleep", lambda seconds: None)  # backoff and job polls: no real waits
         return World(fake, write_config(tmp_path, fake, "https://conformance.invalid", **options), tmp_path / "store.db")
 
+    # -- history ------------------------------------------------------------------------
+
+    def test_a_handoff_is_a_group_event_naming_the_groups_as_the_ticket_does(self, world: World) -> None:
+        """The story hands tickets from first line to the 2nd line (an OLA's clocks run on these):
+        each handoff reaches the store as a group event, and a ticket's last one names the group
+        the ticket itself is in, in the same words."""
+        assert world.sync(phases=("pull",)).exit_code == 0
+        db = world.db()
+        events = db.execute("select ticket_id, from_value, to_value from ticket_events where kind = 'group' order by ticket_id, at").fetchall()
+        handed = {ticket for ticket, before, after in events if (before, after) == (GROUPS[0], GROUPS[1])}
+        assert handed, "no handoff from first line to the 2nd line reached the store"
+        last = {ticket: after for ticket, _, after in events}
+        current = dict(db.execute("select id, \"group\" from tickets").fetchall())
+        assert all(current[ticket] == group for ticket, group in last.items() if ticket in current)
+
     # -- write-back -----------------------------------------------------------------------
 
     def test_a_second_sync_sends_no_write(self, world: World) -> None:
@@ -207,8 +232,11 @@ class ConformanceSuite:
         assert found and len(found) == len(set(found)), "a note was posted twice"
         noted = {row[0].removeprefix("note:") for row in world.db().execute("select item from writebacks where item like 'note:%' and state = 'sent'")}
         assert set(found) == noted  # the journal knows every note on the helpdesk, and no other
-        breached = {f"[sla-bridge:{t}:{m}:{c}]" for t, m, c in world.db().execute("select ticket_id, metric, cycle from sla_clocks where state = 'breached'")}
+        db = world.db()
+        db.row_factory = sqlite3.Row
+        breached = {note_marker(clock_from_row(dict(row))) for row in db.execute("select * from sla_clocks where state = 'breached'")}
         assert set(found) <= breached  # a note only where a clock breached
+        assert any(".resolution:" in marker for marker in found), "no OLA breach was noted"  # [sla-bridge:...:ola-2nd-line.resolution:N]
 
     def test_a_note_in_the_pulled_history_is_a_note_event(self, harness: Harness, world: World) -> None:
         noted = getattr(world.fake, "noted", None)
