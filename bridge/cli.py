@@ -48,7 +48,7 @@ from bridge.framework.contract import Connector
 from bridge.framework.registry import connector_class
 from bridge.model import WritebackPlan, from_iso
 from bridge.pipeline.connect import open_connector
-from bridge.pipeline.demo import demo_config, start_sandboxes
+from bridge.pipeline.demo import agreements_told, demo_config, start_sandboxes
 from bridge.pipeline.report import RunReport, SourceStats
 from bridge.pipeline.run import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, PHASES, exit_code_of, run_pipeline
 
@@ -391,7 +391,13 @@ def _summarise(config: Config, state: AppState) -> dict[str, Any]:
     policies = [
         {
             "name": policy.name,
+            "kind": policy.kind,
+            "team": policy.team,
+            "third_party": policy.third_party,
+            "preset": policy.preset,
             "extends": policy.extends,
+            "effective_from": policy.effective_from.isoformat() if policy.effective_from else None,
+            "effective_to": policy.effective_to.isoformat() if policy.effective_to else None,
             "contract": policy.contract,
             "calendar": policy.calendar,
             "pause_when": list(policy.pause_when),
@@ -906,6 +912,13 @@ def demo(directory: str | None, tickets: int) -> None:
              f"{total('writes_sent'):,} tickets written back ({total('notes_sent'):,} breach notes) in {report.seconds:.1f}s\n")
         _say("Worst clocks now (sla-bridge status):")
         click.get_current_context().invoke(status, ticket=None, limit=12, as_json=False)
+        with state.open_existing_store() as store:
+            told = agreements_told(store.db.query(
+                "select agreement, policy, state, count(*) as count from sla_clocks group by agreement, policy, state"))
+        if told:
+            _say("\nThe teams' OLAs, and Globex's terms before and after its renegotiation:")
+            for line in told:
+                _say(printable(line))
         _say("\nWritten back to the helpdesk:")
         for name, box in running.items():
             summary = box.sandbox.writeback_summary()
@@ -985,14 +998,24 @@ def _print_summary(summary: dict[str, Any]) -> None:
         if cal["overrides"]:
             extras.append(f"{cal['overrides']} override(s)")
         echo(f"  {p(cal['name'])}: {p(cal['timezone'])}, {cal['weekly_hours']:g} h/week, {', '.join(extras)}")
-    echo(f"Policies ({len(summary['policies'])}, the first that matches a ticket applies):")
+    echo(f"Policies ({len(summary['policies'])}; the first sla that matches a ticket applies, and every ola and uc that does):")
     for index, policy in enumerate(summary["policies"], 1):
         targets = "; ".join(
             f"{p(metric)} " + ", ".join(f"{p(priority)} {p(d)}" for priority, d in per.items()) for metric, per in policy["targets"].items()
         )
         credit = f"; credits in {p(policy['credits'])}" if policy["credits"] else ""
-        extends = f", extends {p(policy['extends'])}" if policy.get("extends") else ""
-        echo(f"  {index}. {p(policy['name'])} (calendar {p(policy['calendar'])}{extends}): {targets}{credit}")
+        about = [f"calendar {p(policy['calendar'])}"]
+        if policy.get("kind") == "ola":
+            about.insert(0, f"OLA of team {p(policy['team'])}")
+        elif policy.get("kind") == "uc":
+            about.insert(0, f"underpinning contract with {p(policy['third_party'])}")
+        if policy.get("preset"):
+            about.append(f"preset {p(policy['preset'])}")
+        if policy.get("extends"):
+            about.append(f"extends {p(policy['extends'])}")
+        if policy.get("effective_from") or policy.get("effective_to"):
+            about.append(f"in force {p(policy.get('effective_from') or '...')} to {p(policy.get('effective_to') or '...')}")
+        echo(f"  {index}. {p(policy['name'])} ({', '.join(about)}): {targets}{credit}")
     for name, result in summary.get("online", {}).items():
         if "error" in result:
             echo(f"Source {p(name)}: FAILED: {p(result['error'])}")

@@ -113,13 +113,13 @@ targets.resolution = {{ p1 = "8h", p2 = "24h", p3 = "72h", p4 = "120h" }}
 name = "first-line-ola"
 kind = "ola"
 team = "Support"
-targets.first_response = {{ p1 = "15m", p2 = "30m", p3 = "1h", p4 = "2h" }}
+targets.first_response = {{ p1 = "1h", p2 = "2h", p3 = "4h", p4 = "8h" }}
 
 [[policies]]
 name = "second-line-ola"
 kind = "ola"
 team = "2nd line"
-targets.resolution = {{ p1 = "4h", p2 = "8h", p3 = "16h", p4 = "24h" }}
+targets.resolution = {{ p1 = "8h", p2 = "16h", p3 = "40h", p4 = "80h" }}
 """
 
 
