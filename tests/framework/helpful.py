@@ -1,7 +1,7 @@
 """A connector for "Helpful", a made-up helpdesk, written with the framework alone.
 
 Its API: ``GET /api/tickets?changed_since=<ms>&page_token=..`` (minute-granular, history
-inline), ``PATCH /api/tickets/{id}`` (fields and labels), ``GET|POST /api/tickets/{id}/notes``
+inline: states, replies, team handoffs), ``PATCH /api/tickets/{id}`` (fields and labels), ``GET|POST /api/tickets/{id}/notes``
 (pages linked by ``next``). The whole connector is this file: it declares, the core runs.
 """
 
@@ -49,11 +49,13 @@ class HelpfulConnector(Connector):
         created, number = from_iso(raw["created"]), raw["id"]
         ticket = Ticket(self.name, self.system, str(number), f"H-{number}", raw["subject"], self.values.status(raw["state"]),
                         raw["state"], created, from_iso(raw["changed"]), priority=self.values.priority(raw["urgency"]),
-                        priority_raw=raw["urgency"], customer=raw["account"], tags=list(raw["labels"]))
+                        priority_raw=raw["urgency"], customer=raw["account"], tags=list(raw["labels"]), group=raw["team"])
         return [ticket, *(self.event(ticket.id, item) for item in raw["history"])]
 
     def event(self, ticket_id: str, item: Mapping[str, Any]) -> TicketEvent:
         at = from_iso(item["at"])
+        if item["kind"] == "team":  # handed between teams: what OLAs run on
+            return TicketEvent(ticket_id, item["id"], "group", at, item["from"], item["to"])
         if item["kind"] == "state":
             before = self.values.status(item["from"]) if item.get("from") else None
             return TicketEvent(ticket_id, item["id"], "status", at, before, self.values.status(item["to"]))

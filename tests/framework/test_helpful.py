@@ -16,7 +16,7 @@ from bridge.framework import registry
 from bridge.framework.sandbox import WritebackSummary
 from connectors.kit.conformance import ANCHOR, ConformanceSuite, Harness
 from connectors.kit.server import SandboxServer, json_response
-from connectors.kit.story import CUSTOMERS, tell
+from connectors.kit.story import CUSTOMERS, GROUPS, tell
 from tests.framework.helpful import HelpfulConnector
 
 STATES = {"open": "open", "waiting_customer": "waiting", "resolved": "done"}
@@ -40,8 +40,12 @@ class HelpfulFake(SandboxServer):
         self.notes: dict[int, list[dict[str, Any]]] = {}
         self.locked: set[int] = set()  # tickets that refuse new notes (422)
         for story in tell(tickets, seed=5, latest=anchor - timedelta(minutes=5)):
-            history, state, changed = [], "open", story.created
+            history, state, changed, team = [], "open", story.created, GROUPS[story.group]
             for index, step in enumerate(story.steps):
+                if step.group is not None:
+                    history.append({"id": f"{story.number}-g{index}", "kind": "team", "at": _iso(step.at), "from": team,
+                                    "to": GROUPS[step.group]})
+                    team = GROUPS[step.group]
                 if step.public:
                     history.append({"id": f"{story.number}-c{index}", "kind": "reply", "at": _iso(step.at),
                                     "by": "customer" if step.actor == "requester" else "agent"})
@@ -52,7 +56,7 @@ class HelpfulFake(SandboxServer):
                 changed = step.at
             self.tickets[story.number] = {
                 "id": story.number, "subject": f"Request {story.number}", "state": state, "urgency": URGENCY[story.priority],
-                "account": CUSTOMERS[story.customer], "labels": [story.tag], "sla_status": None,
+                "account": CUSTOMERS[story.customer], "labels": [story.tag], "sla_status": None, "team": team,
                 "created": _iso(story.created), "changed": _iso(changed), "history": history}
             self.notes[story.number] = []
         self.router = respx.MockRouter(assert_all_called=False)
