@@ -61,6 +61,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from bridge.engine.calendar import to_epoch
 from bridge.engine.policy import Policy, fits, select_policy
@@ -129,16 +130,7 @@ def status_segments(ticket: Ticket, events: Iterable[TicketEvent]) -> list[tuple
             done_at = ticket.resolved_at or ticket.updated_at
             return [(created, "open"), (max(done_at, created), ticket.status)]
         return [(created, ticket.status)]
-    segments = [(created, changes[0].from_value or "new")]
-    for change in changes:
-        at, status = max(change.at, created), change.to_value or ""
-        if status == segments[-1][1]:
-            continue
-        if at == segments[-1][0]:
-            segments[-1] = (at, status)
-        else:
-            segments.append((at, status))
-    return segments
+    return _walk(created, changes[0].from_value or "new", ((change.at, change.to_value or "") for change in changes))
 
 
 def group_segments(ticket: Ticket, events: Iterable[TicketEvent]) -> list[tuple[datetime, str | None]]:
@@ -151,15 +143,24 @@ def group_segments(ticket: Ticket, events: Iterable[TicketEvent]) -> list[tuple[
     if not changes:
         return [(created, ticket.group)]
     changes.sort(key=lambda e: e.at)
-    segments: list[tuple[datetime, str | None]] = [(created, changes[0].from_value)]
-    for change in changes:
-        at, group = max(change.at, created), change.to_value
-        if group == segments[-1][1]:
+    return _walk(created, changes[0].from_value, ((change.at, change.to_value) for change in changes))
+
+
+_V = TypeVar("_V", str, str | None)
+
+
+def _walk(created: datetime, first: _V, changes: Iterable[tuple[datetime, _V]]) -> list[tuple[datetime, _V]]:
+    """(from instant, value) from creation through time-ordered changes: a change to the value
+    already held is none, and of changes at one instant the last holds."""
+    segments = [(created, first)]
+    for moment, value in changes:
+        at = max(moment, created)
+        if value == segments[-1][1]:
             continue
         if at == segments[-1][0]:
-            segments[-1] = (at, group)
+            segments[-1] = (at, value)
         else:
-            segments.append((at, group))
+            segments.append((at, value))
     return segments
 
 
