@@ -6,8 +6,10 @@ Requests, cheapest route first (BEHAVIOR.md has the figures):
   sideloaded (no request per ticket for names); resumed from ``after_cursor``, never from a
   recomputed start time;
 - ``ticket_events``: the time-based incremental ticket-event export with ``comment_events``,
-  1,000 per page: status and priority changes and every comment with its author and ``public``
-  flag; resumed from the last page's ``end_time``;
+  1,000 per page: status, priority and group changes and every comment with its author and
+  ``public`` flag; resumed from the last page's ``end_time``;
+- group names: those the ticket pages sideloaded, and the group list (100 a page) once per
+  pull only when the history names a group none of them did;
 - agents: one cursor-paginated list of agents and admins per pull, observed into the source's
   roster of who was an agent when, so a reply counts as an agent's by the author's role at the
   time it was written, not today's.
@@ -60,6 +62,8 @@ from connectors.zendesk.normalise import (
     DEFAULT_FIELDS,
     DEFAULT_PRIORITIES,
     DEFAULT_STATUSES,
+    History,
+    Names,
     ZendeskRecords,
     sideloaded_names,
 )
@@ -125,6 +129,9 @@ class ZendeskConnector(Connector):
         self.http.pace = export_pace
         self.records = ZendeskRecords(name, config.url, self.values, self.fields)
         self._agents: set[int] | None = None
+        # Names by id text, as this pull's ticket pages sideloaded them (and the group list, if read).
+        self._names: dict[str, dict[str, Any]] = {"organizations": {}, "groups": {}}
+        self._groups_listed = False
 
     @classmethod
     def auth(cls, config: SourceConfig, secret: Secret) -> httpx.Auth:
@@ -210,7 +217,7 @@ class ZendeskConnector(Connector):
                 paginator=lambda: CursorPaginator(token="after_cursor", param="cursor", end="end_of_stream", drop=("start_time",)),
                 resume=FromToken(_start_time),
                 records="tickets",
-                context=sideloaded_names,
+                context=self.ticket_names,
                 normalise=self.records.ticket,
             ),
             Stream(
@@ -220,7 +227,7 @@ class ZendeskConnector(Connector):
                 resume=FromToken(_start_time, instant=epoch_seconds),
                 records="ticket_events",
                 prepare=self.agent_ids,
-                context=lambda data: self.agent_roster(),
+                context=lambda data: History(self.agent_roster(), self.name_of),
                 normalise=self.records.events,
                 record_id=lambda raw: f"event:{raw.get('id') if isinstance(raw, Mapping) else '?'}",
                 on_repeat=(f"more than {PAGE_SIZE} ticket events share one second, and the time-based export cannot page "
@@ -240,6 +247,31 @@ class ZendeskConnector(Connector):
             self._agents = agents
             self.roster.observe(agents, at=self.http.policy.clock())
         return self._agents
+
+    def ticket_names(self, data: Any) -> Names:
+        """The page's sideloaded organisation and group names, kept for the history to name its changes by."""
+        names = sideloaded_names(data)
+        for kind, found in names.items():
+            self._names[kind].update((str(ref), name) for ref, name in found.items())
+        return names
+
+    def name_of(self, kind: str, ref: str) -> Any:
+        """The name of an ``organizations`` or ``groups`` id, as a ticket page sideloads it.
+
+        A group the ticket pages of this pull did not name (the group a ticket left, when no
+        changed ticket is in it now) is looked up in the group list, read once per connector
+        (100 a page, deleted groups included): no request per ticket. None: the account does
+        not know the id, and the caller keeps the id's text, as ``Ticket.group`` does."""
+        known = self._names[kind]
+        if ref not in known and kind == "groups" and not self._groups_listed:
+            self._groups_listed = True
+            request = Request("/api/v2/groups.json", {"page[size]": 100})
+            paging = CursorPaginator(token="meta.after_cursor", param="page[after]", more="meta.has_more")
+            for data in paginate(self.http, request, paging):
+                for group in _list(data.get("groups") if isinstance(data, dict) else None):
+                    if isinstance(group, dict) and "id" in group:
+                        known.setdefault(str(group["id"]), group.get("name"))  # the ticket pages' names stay
+        return known.get(ref)
 
     def agent_roster(self) -> AgentRoster:
         """The roster, with this pull's agent list observed into it."""

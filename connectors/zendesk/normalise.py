@@ -2,13 +2,15 @@
 
 See BEHAVIOR.md for the vendor quirks handled here (deleted tickets, polymorphic custom fields,
 the two shapes of change events, agent vs customer comments by the author's role when they
-wrote, sla-bridge's markers in internal notes). Anything malformed raises: the pull loop
-quarantines that record, with the reason, and the page goes on.
+wrote, sla-bridge's markers in internal notes, group changes named as the ticket names its
+group). Anything malformed raises: the pull loop quarantines that record, with the reason, and
+the page goes on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,7 +18,7 @@ from bridge.framework.mapping import ValueMapper, instant
 from bridge.framework.roster import AgentRoster
 from bridge.model import EventKind, Ticket, TicketEvent, markers_in
 
-__all__ = ["DEFAULT_FIELDS", "DEFAULT_PRIORITIES", "DEFAULT_STATUSES", "ZendeskRecords", "sideloaded_names"]
+__all__ = ["DEFAULT_FIELDS", "DEFAULT_PRIORITIES", "DEFAULT_STATUSES", "History", "ZendeskRecords", "sideloaded_names"]
 
 # Zendesk's built-in values onto the canonical ones; config entries add to or replace these.
 DEFAULT_STATUSES = {
@@ -32,6 +34,18 @@ DEFAULT_PRIORITIES = {"urgent": "p1", "high": "p2", "normal": "p3", "low": "p4"}
 DEFAULT_FIELDS = {"customer": "organization", "group": "group", "type": "type"}
 
 Names = Mapping[str, Mapping[Any, Any]]
+# Built-in fields the ticket holds as an id (``group_id``, ...); a change event names them so too.
+_BY_ID = ("organization", "group", "assignee", "requester", "brand", "ticket_form", "custom_status")
+_NAMED = ("organization", "group")  # read by name, as the ticket's sideloads name them
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What the ticket-event export's records share: who was an agent when, and
+    ``names(kind, id)``, the name of an ``organizations`` or ``groups`` id (None: unknown)."""
+
+    roster: AgentRoster
+    names: Callable[[str, str], Any]
 
 
 def sideloaded_names(data: Any) -> Names:
@@ -102,10 +116,12 @@ class ZendeskRecords:
             return _text(raw.get(f"{spec}_id"))  # assignee, requester, brand, custom_status: an id
         return _text(raw.get(spec))
 
-    def events(self, raw: Any, roster: AgentRoster) -> list[TicketEvent]:
-        """The parts of one ticket event that matter: status and priority changes, public
-        comments (an agent's reply iff ``roster`` says the author was an agent when they wrote
-        it), and the sla-bridge markers in internal notes (``note`` events, which move no clock)."""
+    def events(self, raw: Any, history: History) -> list[TicketEvent]:
+        """The parts of one ticket event that matter: status and priority changes, changes of
+        the field mapped to ``group`` (named as ``Ticket.group`` names it), public comments (an
+        agent's reply iff the roster says the author was an agent when they wrote it), and the
+        sla-bridge markers in internal notes (``note`` events, which move no clock)."""
+        roster = history.roster
         if not isinstance(raw, Mapping):
             raise ValueError(f"a ticket event is a {type(raw).__name__}, not an object")
         number = raw.get("ticket_id")
@@ -119,6 +135,7 @@ class ZendeskRecords:
                 raise ValueError(f"ticket event {raw.get('id')}: no usable time")
             at = datetime.fromtimestamp(stamp, timezone.utc)
         ticket_id = f"{self.source}:{number}"
+        group_key = self._history_key("group")
         result: list[TicketEvent] = []
         for child in _list(raw.get("child_events")):
             if not isinstance(child, dict) or "id" not in child:
@@ -138,7 +155,14 @@ class ZendeskRecords:
                 continue
             if kind not in ("Create", "Change"):
                 continue
-            for name, value, previous in _changes(child):
+            for name, value, previous in _changes(child, group_key):
+                if name == group_key and kind == "Change":
+                    # Only changes: the evaluator takes the first one's from_value (or Ticket.group) as the
+                    # group before it. An id no look-up names keeps its text, as Ticket.group does.
+                    result.append(TicketEvent(
+                        ticket_id, f"g{child['id']}", "group", at, from_value=self._name("group", previous, history),
+                        to_value=self._name("group", value, history), author=_text(raw.get("updater_id")),
+                    ))
                 if name == "status":
                     result.append(TicketEvent(
                         ticket_id, f"s{child['id']}", "status", at,
@@ -151,6 +175,25 @@ class ZendeskRecords:
                     ))
         return result
 
+    def _history_key(self, role: str) -> str | None:
+        """How a change event names the field mapped to ``role``: ``group_id`` for the built-in
+        group, the field's id for ``custom_field:ID`` (the audit's ``field_name``), else the name."""
+        spec = self.fields.get(role)
+        if spec is None:
+            return None
+        if spec.startswith("custom_field:"):
+            return spec.split(":", 1)[1]
+        return f"{spec}_id" if spec in _BY_ID else spec
+
+    def _name(self, role: str, value: Any, history: History) -> str | None:
+        """``value`` of the field mapped to ``role`` as ``Ticket`` carries it: a group or an
+        organisation by its name when known, else the id's text; any other field as text."""
+        ref = _text(value)
+        spec = self.fields.get(role)
+        if ref is None or spec not in _NAMED:
+            return ref
+        return _text(history.names(f"{spec}s", ref)) or ref
+
 
 def _markers(comment: Mapping[str, Any]) -> list[str]:
     """sla-bridge's markers in a comment event, from its ``body`` and its ``html_body`` (either may be absent)."""
@@ -158,14 +201,15 @@ def _markers(comment: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(marker for text in texts for marker in markers_in(text)))
 
 
-def _changes(child: Mapping[str, Any]) -> Iterable[tuple[str, Any, Any]]:
+def _changes(child: Mapping[str, Any], extra: str | None = None) -> Iterable[tuple[str, Any, Any]]:
     """Both shapes: the export's ``{"status": "open", "previous_value": "new"}`` and the
-    audit-style ``{"field_name": "status", "value": "open", "previous_value": "new"}``."""
+    audit-style ``{"field_name": "status", "value": "open", "previous_value": "new"}``; ``extra``
+    is one more field read in the export's shape (``group_id``)."""
     if "field_name" in child:
         yield str(child["field_name"]), child.get("value"), child.get("previous_value")
         return
-    for name in ("status", "priority"):
-        if name in child:
+    for name in dict.fromkeys(("status", "priority", extra)):
+        if name is not None and name in child:
             yield name, child[name], child.get("previous_value")
 
 

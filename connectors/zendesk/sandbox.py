@@ -3,8 +3,10 @@
 Faithful where the connector could tell the difference (../shared/reference/zendesk-api.md,
 section 9): cursor export with opaque base64 cursors, ``per_page``, ``end_of_stream`` and the
 one-minute exclusion; deleted tickets as ``status: "deleted"``; the time-based ticket-event
-export with ``comment_events``; organisations sideloaded on the export; agents listed with
-cursor pagination; comments in pages with ``next_page`` URLs; ticket fields; ticket update with
+export with ``comment_events``; organisations and groups sideloaded on the export; the story's
+handoffs as ``group_id`` changes in the ticket-event export (ids as text, as audits give them);
+groups listed with cursor pagination, deleted ones marked; agents listed with cursor
+pagination; comments in pages with ``next_page`` URLs; ticket fields; ticket update with
 replace-on-PUT tags, internal notes that show up on re-read and in the ticket-event export
 with their bodies, ``safe_update`` 409s; ``update_many`` with job statuses; closed tickets
 read-only; drop-down values without an option dropped silently (single and bulk, with success);
@@ -57,6 +59,10 @@ def _iso(moment: datetime) -> str:
 
 def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
+
+
+def _id_text(ref: int | None) -> str | None:
+    return None if ref is None else str(ref)
 
 
 def _ticket_fields() -> list[dict[str, Any]]:
@@ -132,6 +138,12 @@ class ZendeskSandbox(SandboxServer):
         self._account = SlidingWindow(account_limit_per_minute)
         self._exports = SlidingWindow(export_limit_per_minute)
         self.tickets: dict[int, dict[str, Any]] = {}
+        # The account's groups (https://developer.zendesk.com/api-reference/ticketing/groups/groups/).
+        self.groups: dict[int, dict[str, Any]] = {
+            gid: {"id": gid, "url": f"{self.base_url}/api/v2/groups/{gid}.json", "name": name, "description": "",
+                  "default": gid == min(GROUPS), "deleted": False, "is_public": True,
+                  "created_at": "2020-01-06T09:00:00Z", "updated_at": "2020-01-06T09:00:00Z"}
+            for gid, name in GROUPS.items()}
         self.events: list[dict[str, Any]] = []  # the ticket-event export, in (timestamp, id) order
         self._stamps: list[int] = []  # their timestamps, for bisecting
         self.comments: dict[int, list[dict[str, Any]]] = {}
@@ -221,6 +233,9 @@ class ZendeskSandbox(SandboxServer):
         children: list[dict[str, Any]] = []
         if step.first:
             children += [{"event_type": "Create", name: ticket[name] if name != "status" else "new"} for name in ("status", "priority", "type")]
+            children.append({"event_type": "Create", "group_id": _id_text(ticket["group_id"])})
+        if step.group is not None:
+            children += self._hand(number, list(GROUPS)[step.group])
         if step.delete:
             children.append({"event_type": "Change", "status": "deleted", "previous_value": ticket["status"]})
             ticket["status"] = "deleted"
@@ -232,6 +247,16 @@ class ZendeskSandbox(SandboxServer):
             children.append({"event_type": "Change", "status": status, "previous_value": ticket["status"]})
             ticket["status"] = status
         self._record(number, moment, author, children)
+
+    def _hand(self, number: int, group: int | None) -> list[dict[str, Any]]:
+        """The ticket moves to ``group``: a ``Change`` of ``group_id``, the ids as text (as the
+        ticket audits carry them: https://developer.zendesk.com/documentation/ticketing/reference-guides/ticket-audit-events-reference)."""
+        ticket = self.tickets[number]
+        if group == ticket["group_id"]:
+            return []
+        change = {"event_type": "Change", "group_id": _id_text(group), "previous_value": _id_text(ticket["group_id"])}
+        ticket["group_id"] = group
+        return [change]
 
     def _comment(self, number: int, author: int, body: str, public: bool, moment: datetime) -> dict[str, Any]:
         self._next_child_id += 1
@@ -301,6 +326,17 @@ class ZendeskSandbox(SandboxServer):
             if tags is not None:
                 ticket["tags"] = list(tags)
             self._record(number, at or self.now(), AGENT_IDS[1], [{"event_type": "Change", "tags": list(ticket["tags"])}])
+
+    def hand_off(self, number: int, group: int | None, at: datetime | None = None) -> None:
+        """An agent hands ticket ``number`` to ``group`` (an id, which need not be one of the
+        account's groups; None: no group), as in the UI."""
+        with self._lock:
+            self._record(number, at or self.now(), AGENT_IDS[1], self._hand(number, group))
+
+    def delete_group(self, group: int) -> None:
+        """An admin deletes ``group``: it stays listed, marked ``deleted`` (unless ``exclude_deleted``)."""
+        with self._lock:
+            self.groups[group]["deleted"] = True
 
     def malform(self, number: int) -> None:
         """Ticket ``number`` comes out of the export malformed (its priority a list)."""
@@ -384,6 +420,8 @@ class ZendeskSandbox(SandboxServer):
             return json_response(200, {"user": self._user(BOT_ID)})
         if method == "GET" and rest == ["users"]:
             return self._list_users(query)
+        if method == "GET" and rest == ["groups"]:
+            return self._list_groups(query)
         if rest[:1] == ["incremental"] and self.roles[BOT_ID] != "admin":
             return self._forbidden()  # the exports are "Allowed for: Admins"
         if method == "GET" and rest == ["incremental", "tickets", "cursor"]:
@@ -475,7 +513,7 @@ class ZendeskSandbox(SandboxServer):
             payload["organizations"] = [{"id": o, "name": ORGANIZATIONS[o], "url": self.link(f"/api/v2/organizations/{o}.json")} for o in org_ids]
         if "groups" in includes:
             group_ids = sorted({t["group_id"] for t in visible if t["group_id"]})
-            payload["groups"] = [{"id": g, "name": GROUPS[g]} for g in group_ids]
+            payload["groups"] = [self.groups[g] for g in group_ids if g in self.groups]
         return json_response(200, payload)
 
     def _export_view(self, ticket: dict[str, Any]) -> dict[str, Any]:
@@ -535,6 +573,22 @@ class ZendeskSandbox(SandboxServer):
             "users": page,
             "meta": {"has_more": more, "after_cursor": cursor if more else None, "before_cursor": None},
             "links": {"next": self.link("/api/v2/users.json", {"page[after]": cursor, "page[size]": size}) if more else None, "prev": None},
+        })
+
+    def _list_groups(self, query: dict[str, list[str]]) -> httpx.Response:
+        """Cursor pages of at most 100; deleted groups too, unless ``exclude_deleted=true``."""
+        exclude = query.get("exclude_deleted", ["false"])[0] == "true"
+        groups = [g for gid, g in sorted(self.groups.items()) if not (exclude and g["deleted"])]
+        size = min(int(query.get("page[size]", ["100"])[0]), 100)
+        after = int(query.get("page[after]", ["0"])[0] or 0)
+        rest = [g for g in groups if g["id"] > after]
+        page, more = rest[:size], len(rest) > size
+        cursor = str(page[-1]["id"]) if page and more else None
+        return json_response(200, {
+            "groups": page,
+            "meta": {"has_more": more, "after_cursor": cursor, "before_cursor": None},
+            "links": {"next": self.link("/api/v2/groups.json", {"page[after]": cursor, "page[size]": size}) if more else None,
+                      "prev": None},
         })
 
     def _user(self, uid: int) -> dict[str, Any]:

@@ -23,6 +23,7 @@ NOW = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 EXPORT = f"{URL}/api/v2/incremental/tickets/cursor.json"
 EVENTS = f"{URL}/api/v2/incremental/ticket_events.json"
 USERS = f"{URL}/api/v2/users.json"
+GROUPS = f"{URL}/api/v2/groups.json"
 
 
 def raw_ticket(number: int, status: str = "open", updated: str = "2026-10-01T10:00:00Z", **extra) -> dict:
@@ -165,6 +166,37 @@ def test_history_maps_status_changes_and_tells_agents_from_customers(connector):
     ]
     assert history.cursor == "1790003600"
     assert route.calls.last.request.url.params["include"] == "comment_events"
+
+
+@respx.mock
+def test_a_group_the_ticket_pages_did_not_name_is_looked_up_once_in_the_group_list(connector):
+    """The ticket page names group 3 only; the history's group 4 costs one walk of the group
+    list (cursor pages of 100), read once however many changes follow; an id it lacks keeps its text."""
+    respx.get(EXPORT).mock(return_value=httpx.Response(200, json=page([raw_ticket(1)], "c", True)))  # sideloads 3: "2nd line"
+    respx.get(USERS).mock(return_value=httpx.Response(200, json={"users": [{"id": 100}], "meta": {"has_more": False}}))
+    groups = respx.get(GROUPS).mock(side_effect=[
+        httpx.Response(200, json={"groups": [{"id": 3, "name": "Renamed meanwhile"}, {"id": 4, "name": "Support"}],
+                                  "meta": {"has_more": True, "after_cursor": "g1"}}),
+        httpx.Response(200, json={"groups": [{"id": 6, "name": "Old team", "deleted": True}], "meta": {"has_more": False}}),
+    ])
+    change = {"event_type": "Change", "field_name": "group_id"}
+    events = {"ticket_events": [
+        {"id": 1, "ticket_id": 1, "timestamp": 1790000000, "updater_id": 100, "child_events": [
+            {"id": 11, **change, "value": "3", "previous_value": "4"}]},
+        {"id": 2, "ticket_id": 1, "timestamp": 1790000060, "updater_id": 100, "child_events": [
+            {"id": 21, **change, "value": "6", "previous_value": "3"}]},
+        {"id": 3, "ticket_id": 1, "timestamp": 1790000120, "updater_id": 100, "child_events": [
+            {"id": 31, **change, "value": "8", "previous_value": "6"}]},
+    ], "count": 3, "end_time": 1790000120, "next_page": None, "end_of_stream": True}
+    respx.get(EVENTS).mock(return_value=httpx.Response(200, json=events))
+    [history] = [p for p in pages(connector, {}, now=NOW) if p.stream == "ticket_events"]
+    assert [(e.event_id, e.from_value, e.to_value) for e in history.events] == [
+        ("g11", "Support", "2nd line"),  # the ticket page's name for 3 stays: the ticket carries it
+        ("g21", "2nd line", "Old team"),  # a deleted group is still listed, by name
+        ("g31", "Old team", "8"),  # not in the list either: its id
+    ]
+    assert groups.call_count == 2
+    assert groups.calls[0].request.url.params["page[size]"] == "100" and groups.calls[1].request.url.params["page[after]"] == "g1"
 
 
 @respx.mock
