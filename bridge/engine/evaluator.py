@@ -64,7 +64,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from bridge.engine.calendar import to_epoch
-from bridge.engine.policy import Policy, fits, select_policy
+from bridge.engine.policy import Policy, fits
 from bridge.engine.terms import METRICS
 from bridge.model import Ticket, TicketEvent
 
@@ -76,7 +76,6 @@ __all__ = [
     "evaluate",
     "evaluate_ticket",
     "group_segments",
-    "select_policy",
     "status_segments",
 ]
 
@@ -410,8 +409,6 @@ def _update_cycles(timeline: _Timeline) -> list[tuple[datetime, datetime | None]
         resolved = next((r for r in resolves if r > at), None)
         ends = [moment for moment in (following, resolved) if moment is not None]
         cycles.append((at, min(ends) if ends else None))
-    # A reply that the same reply's cycle already covers (two replies before a resolve) is one
-    # cycle each; a cycle the resolve ended is not followed by one until the next reply.
     return cycles
 
 
@@ -477,7 +474,7 @@ def _intersect(left: Sequence[Span], right: Sequence[Span]) -> list[Span]:
     i = j = 0
     while i < len(left) and j < len(right):
         a, b = max(left[i][0], right[j][0]), min(left[i][1], right[j][1])
-        if b > a or (b == a and left[i][0] == left[i][1] == a):
+        if b > a:  # an instant's assignment holds no time to judge
             out.append((a, b))
         if left[i][1] < right[j][1]:
             i += 1
